@@ -1,0 +1,151 @@
+"""The pgjobs App: a procrastinate ``App`` with pgjobs' enqueue path and defaults.
+
+``procrastinate --app=mymodule.app worker`` works unchanged on it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import procrastinate
+import psycopg
+from procrastinate import jobs as procrastinate_jobs
+
+from pgjobs import enqueue as enqueue_module
+from pgjobs.connector import Connector
+from pgjobs.enqueue import JobOptions, OnDuplicate
+from pgjobs.job_manager import JobManager
+from pgjobs.settings import Settings, load_settings
+from pgjobs.tasks import Task
+
+
+class App(procrastinate.App):
+    """Define tasks with ``@app.task``; enqueue with ``app.enqueue(conn, ...)``."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        import_paths: Iterable[str] | None = None,
+        worker_defaults: procrastinate.app.WorkerOptions | None = None,
+        periodic_defaults: dict[str, Any] | None = None,
+        connector: Connector | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        defaults: procrastinate.app.WorkerOptions = {
+            "concurrency": self.settings.concurrency,
+            "shutdown_graceful_timeout": self.settings.shutdown_grace,
+        }
+        super().__init__(
+            connector=connector or Connector(self.settings),
+            import_paths=import_paths,
+            worker_defaults={**defaults, **(worker_defaults or {})},
+            periodic_defaults=periodic_defaults,
+        )
+        self.job_manager = JobManager(self)
+
+    # -- task declaration -------------------------------------------------
+
+    def task(  # type: ignore[override]
+        self,
+        _func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        aliases: list[str] | None = None,
+        retry: Any = False,
+        pass_context: bool = False,
+        queue: str = procrastinate_jobs.DEFAULT_QUEUE,
+        priority: int = procrastinate_jobs.DEFAULT_PRIORITY,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        task_middleware: list[Any] | None = None,
+    ) -> Any:
+        """Declare a task, as procrastinate's ``App.task``; arguments are typed."""
+        options = {
+            "name": name,
+            "aliases": aliases,
+            "retry": retry,
+            "pass_context": pass_context,
+            "queue": queue,
+            "priority": priority,
+            "lock": lock,
+            "queueing_lock": queueing_lock,
+            "task_middleware": task_middleware,
+        }
+
+        def wrap(func: Callable[..., Any]) -> Task:
+            task = Task(func, blueprint=self, **options)
+            self._register_task(task)
+            return functools.update_wrapper(task, func, updated=())
+
+        return wrap if _func is None else wrap(_func)
+
+    # -- transactional enqueue --------------------------------------------
+
+    def enqueue(
+        self,
+        conn: Any,
+        task: Task | str,
+        payload: Mapping[str, Any] | None = None,
+        /,
+        *,
+        on_duplicate: OnDuplicate = "raise",
+        **options: Any,
+    ) -> int | None:
+        """Insert one job on ``conn`` inside the caller's transaction.
+
+        ``options``: queue, priority, lock, queueing_lock, delay (seconds or
+        timedelta), run_at (aware datetime). Returns the job id, or ``None`` for
+        an ignored duplicate.
+        """
+        return enqueue_module.enqueue_many(
+            conn, self, task, [payload or {}], JobOptions(**options), on_duplicate
+        )[0]
+
+    def enqueue_many(
+        self,
+        conn: Any,
+        task: Task | str,
+        payloads: Iterable[Mapping[str, Any]],
+        /,
+        *,
+        on_duplicate: OnDuplicate = "raise",
+        **options: Any,
+    ) -> list[int | None]:
+        """Insert one job per payload on ``conn`` in a single round trip."""
+        return enqueue_module.enqueue_many(
+            conn, self, task, payloads, JobOptions(**options), on_duplicate
+        )
+
+    async def enqueue_async(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        task: Task | str,
+        payload: Mapping[str, Any] | None = None,
+        /,
+        *,
+        on_duplicate: OnDuplicate = "raise",
+        **options: Any,
+    ) -> int | None:
+        """``enqueue`` on a psycopg ``AsyncConnection``."""
+        ids = await enqueue_module.enqueue_many_async(
+            conn, self, task, [payload or {}], JobOptions(**options), on_duplicate
+        )
+        return ids[0]
+
+    async def enqueue_many_async(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        task: Task | str,
+        payloads: Iterable[Mapping[str, Any]],
+        /,
+        *,
+        on_duplicate: OnDuplicate = "raise",
+        **options: Any,
+    ) -> list[int | None]:
+        """``enqueue_many`` on a psycopg ``AsyncConnection``."""
+        return await enqueue_module.enqueue_many_async(
+            conn, self, task, payloads, JobOptions(**options), on_duplicate
+        )

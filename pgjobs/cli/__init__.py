@@ -1,0 +1,50 @@
+"""``pgjobs``: the admin command line, a thin skin over pgjobs' Python API.
+
+Each command parses, calls one API function and prints (a table for people,
+``--json`` for machines). User mistakes print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pgjobs.cli import db, demo, worker
+from pgjobs.cli.common import State
+from pgjobs.errors import PgjobsError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pgjobs")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """pgjobs: Postgres-native background jobs on procrastinate.
+
+    The database comes from PGJOBS_DATABASE_URL (environment or .env); when it
+    is unset, pgjobs runs an embedded PostgreSQL kept in .pgjobs/postgres.
+    """
+    ctx.obj = State()
+
+
+cli.add_command(db.db)
+cli.add_command(worker.worker)
+cli.add_command(demo.demo)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except PgjobsError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,47 @@
+"""``pgjobs worker``: run jobs (same worker as ``procrastinate worker``)."""
+
+from __future__ import annotations
+
+import click
+
+from pgjobs import worker as worker_module
+from pgjobs.cli.common import State, pass_state
+from pgjobs.errors import AppNotFound
+
+
+@click.command()
+@click.option("--app", "app_path", help="Dotted path of your App (or PGJOBS_APP).")
+@click.option("-q", "--queue", "queues", multiple=True, help="Queue to work (repeatable; default all).")
+@click.option("-c", "--concurrency", type=click.IntRange(1, 1000), help="Jobs run at once (default PGJOBS_CONCURRENCY).")
+@click.option("--shutdown-grace", type=click.FloatRange(0), help="Seconds running jobs get to finish on SIGTERM.")
+@click.option("--name", help="Worker name in logs.")
+@click.option("--one-shot", is_flag=True, help="Exit when no job is left instead of waiting.")
+@pass_state
+def worker(
+    state: State,
+    app_path: str | None,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    shutdown_grace: float | None,
+    name: str | None,
+    one_shot: bool,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT.
+
+    On SIGTERM it claims nothing new and lets running jobs finish (up to the
+    grace period).
+    """
+    settings = state.settings  # validates settings and sets up logging
+    path = app_path or settings.app
+    if not path:
+        raise AppNotFound("no app given: pass --app mypackage.jobs.app or set PGJOBS_APP")
+    worker_module.check_queues(queues)
+    app = worker_module.load_app(path)
+    worker_module.run(
+        app,
+        queues=queues,
+        concurrency=concurrency,
+        shutdown_grace=shutdown_grace,
+        wait=not one_shot,
+        name=name,
+    )

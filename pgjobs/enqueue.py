@@ -1,0 +1,192 @@
+"""Enqueue jobs inside the caller's own transaction.
+
+``enqueue(conn, task, **kwargs)`` inserts the job on ``conn`` — a psycopg 3
+connection, or a SQLAlchemy 2 ``Session``/``Connection`` on the psycopg
+driver — without committing: the job exists if and only if the caller's
+transaction commits, and idle workers are woken by NOTIFY at commit.
+
+A queueing-lock duplicate never aborts the caller's transaction: pgjobs'
+``defer_jobs`` SQL function skips it, and ``on_duplicate`` decides whether
+that raises ``AlreadyEnqueued`` or returns ``None``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+from procrastinate import types as procrastinate_types
+from psycopg.types.json import Jsonb
+
+from pgjobs import queries
+from pgjobs.errors import AlreadyEnqueued, InvalidJobOptions, TaskNotFound
+
+if TYPE_CHECKING:
+    from pgjobs.app import App
+    from pgjobs.tasks import Task
+
+OnDuplicate = Literal["raise", "ignore"]
+
+#: procrastinate_jobs.queue_name and task_name are varchar(128).
+MAX_NAME_LENGTH = 128
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobOptions:
+    """How one enqueue call places its jobs. ``None`` means the task's default."""
+
+    queue: str | None = None
+    priority: int | None = None
+    lock: str | None = None
+    queueing_lock: str | None = None
+    delay: float | datetime.timedelta | None = None
+    run_at: datetime.datetime | None = None
+
+
+def _check_name(kind: str, value: str) -> None:
+    if not value or len(value) > MAX_NAME_LENGTH or "\x00" in value:
+        raise InvalidJobOptions(
+            f"{kind} name must be 1 to {MAX_NAME_LENGTH} characters, got {value!r:.60}"
+        )
+
+
+def _scheduled_at(options: JobOptions) -> datetime.datetime | None:
+    if options.delay is not None and options.run_at is not None:
+        raise InvalidJobOptions("give either delay or run_at, not both")
+    if options.run_at is not None:
+        if options.run_at.tzinfo is None:
+            raise InvalidJobOptions(
+                "run_at must be timezone-aware (e.g. datetime.now(timezone.utc))"
+            )
+        return options.run_at
+    if options.delay is not None:
+        delay = (
+            options.delay
+            if isinstance(options.delay, datetime.timedelta)
+            else datetime.timedelta(seconds=options.delay)
+        )
+        if delay < datetime.timedelta(0):
+            raise InvalidJobOptions("delay must not be negative")
+        return datetime.datetime.now(datetime.UTC) + delay
+    return None
+
+
+def resolve_task(app: App, task: Task | str) -> Task:
+    from pgjobs.tasks import Task as PgjobsTask
+
+    if isinstance(task, PgjobsTask):
+        return task
+    app.perform_import_paths()
+    found = app.tasks.get(str(task))
+    if not isinstance(found, PgjobsTask):
+        raise TaskNotFound(f"unknown task {task!r}")
+    return found
+
+
+def build_jobs(
+    task: Task, payloads: Iterable[Mapping[str, Any]], options: JobOptions
+) -> list[procrastinate_types.JobToDefer]:
+    """Validate payloads and options into rows for ``pgjobs.defer_jobs``."""
+    queue = options.queue if options.queue is not None else task.queue
+    _check_name("queue", queue)
+    _check_name("task", task.name)
+    priority = options.priority if options.priority is not None else task.priority
+    if not -(2**31) <= priority < 2**31:
+        raise InvalidJobOptions(f"priority {priority} is out of range")
+    scheduled_at = _scheduled_at(options)
+    return [
+        procrastinate_types.JobToDefer(
+            queue_name=queue,
+            task_name=task.name,
+            priority=priority,
+            lock=options.lock if options.lock is not None else task.lock,
+            queueing_lock=(
+                options.queueing_lock
+                if options.queueing_lock is not None
+                else task.queueing_lock
+            ),
+            args=Jsonb(task.payload.dump(payload)),  # type: ignore[arg-type]
+            scheduled_at=scheduled_at,
+        )
+        for payload in payloads
+    ]
+
+
+def check_duplicates(
+    ids: list[int | None],
+    jobs: list[procrastinate_types.JobToDefer],
+    on_duplicate: OnDuplicate,
+) -> list[int | None]:
+    if on_duplicate == "raise":
+        for job_id, job in zip(ids, jobs, strict=True):
+            if job_id is None:
+                raise AlreadyEnqueued(job.queueing_lock or "")
+    return ids
+
+
+def psycopg_connection(conn: Any) -> psycopg.Connection[Any]:
+    """The psycopg connection under ``conn`` (psycopg or SQLAlchemy 2)."""
+    if isinstance(conn, psycopg.Connection):
+        return conn
+    try:
+        from sqlalchemy import Connection as SAConnection
+        from sqlalchemy.orm import Session
+    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
+        SAConnection = Session = None  # type: ignore[assignment,misc]
+    if Session is not None and isinstance(conn, Session):
+        conn = conn.connection()
+    if SAConnection is not None and isinstance(conn, SAConnection):
+        driver = conn.connection.driver_connection
+        if isinstance(driver, psycopg.Connection):
+            return driver
+        raise InvalidJobOptions(
+            "the SQLAlchemy engine must use the psycopg 3 driver "
+            "(URL postgresql+psycopg://...)"
+        )
+    raise InvalidJobOptions(
+        f"cannot enqueue on a {type(conn).__name__}: pass a psycopg Connection "
+        "or a SQLAlchemy Session/Connection"
+    )
+
+
+def _ids(rows: list[queries.Row]) -> list[int | None]:
+    return list(rows[0]["ids"]) if rows else []
+
+
+def enqueue_many(
+    conn: Any,
+    app: App,
+    task: Task | str,
+    payloads: Iterable[Mapping[str, Any]],
+    options: JobOptions = JobOptions(),
+    on_duplicate: OnDuplicate = "raise",
+) -> list[int | None]:
+    """Insert one job per payload on ``conn``, in one round trip."""
+    jobs = build_jobs(resolve_task(app, task), payloads, options)
+    if not jobs:
+        return []
+    rows = queries.fetch_all(psycopg_connection(conn), "defer_jobs", jobs=jobs)
+    return check_duplicates(_ids(rows), jobs, on_duplicate)
+
+
+async def enqueue_many_async(
+    conn: psycopg.AsyncConnection[Any],
+    app: App,
+    task: Task | str,
+    payloads: Iterable[Mapping[str, Any]],
+    options: JobOptions = JobOptions(),
+    on_duplicate: OnDuplicate = "raise",
+) -> list[int | None]:
+    """``enqueue_many`` on a psycopg ``AsyncConnection``."""
+    if not isinstance(conn, psycopg.AsyncConnection):
+        raise InvalidJobOptions(
+            f"enqueue_async needs a psycopg AsyncConnection, got {type(conn).__name__}"
+        )
+    jobs = build_jobs(resolve_task(app, task), payloads, options)
+    if not jobs:
+        return []
+    rows = await queries.fetch_all_async(conn, "defer_jobs", jobs=jobs)
+    return check_duplicates(_ids(rows), jobs, on_duplicate)

@@ -1,0 +1,61 @@
+"""pgjobs exceptions.
+
+Every error a user can cause or meet in operation is a ``PgjobsError``: the CLI
+prints its message as one line and exits non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+from procrastinate import exceptions as procrastinate_exceptions
+
+
+class PgjobsError(Exception):
+    """Base class of every error pgjobs raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(PgjobsError):
+    """A setting is missing or invalid."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(PgjobsError):
+    """The database cannot be reached (down, wrong host, wrong credentials)."""
+
+    exit_code = 3
+
+
+class SchemaError(PgjobsError):
+    """The database schema is missing, outdated or in an unexpected state."""
+
+
+class AppNotFound(PgjobsError):
+    """The ``--app`` dotted path does not name a pgjobs/procrastinate App."""
+
+    exit_code = 2
+
+
+class TaskNotFound(PgjobsError):
+    """No task is registered under that name."""
+
+
+class InvalidPayload(PgjobsError):
+    """Task arguments were refused at enqueue (nothing was written)."""
+
+
+class InvalidJobOptions(PgjobsError):
+    """Enqueue options (queue, priority, schedule, locks) are invalid."""
+
+
+class AlreadyEnqueued(PgjobsError, procrastinate_exceptions.AlreadyEnqueued):
+    """A job with the same queueing lock is already waiting."""
+
+    def __init__(self, queueing_lock: str) -> None:
+        super().__init__(f"a job with queueing lock {queueing_lock!r} is already waiting")
+        self.queueing_lock = queueing_lock
+
+
+class JobNotFound(PgjobsError):
+    """No job has that id."""

@@ -1,0 +1,92 @@
+"""procrastinate's JobManager, with pgjobs' enqueue path.
+
+Every procrastinate-style defer (``task.defer()``, ``configure().defer()``,
+``batch_defer``, with or without ``connection=``) goes through here, so it
+gets the same payload validation and duplicate handling as ``App.enqueue``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from procrastinate import jobs as procrastinate_jobs
+from procrastinate import manager, types
+from psycopg.types.json import Jsonb
+
+from pgjobs import queries
+from pgjobs.enqueue import check_duplicates
+from pgjobs.tasks import Task
+
+if TYPE_CHECKING:
+    from procrastinate import app as procrastinate_app
+
+
+class JobManager(manager.JobManager):
+    def __init__(self, app: procrastinate_app.App) -> None:
+        super().__init__(connector=app.connector)
+        self._app = app
+
+    def _rows(self, jobs: list[procrastinate_jobs.Job]) -> list[types.JobToDefer]:
+        rows = []
+        for job in jobs:
+            task = self._app.tasks.get(job.task_name)
+            args = (
+                task.payload.dump(job.task_kwargs)
+                if isinstance(task, Task)
+                else job.task_kwargs
+            )
+            rows.append(
+                types.JobToDefer(
+                    queue_name=job.queue,
+                    task_name=job.task_name,
+                    priority=job.priority,
+                    lock=job.lock,
+                    queueing_lock=job.queueing_lock,
+                    args=Jsonb(args),  # type: ignore[arg-type]
+                    scheduled_at=job.scheduled_at,
+                )
+            )
+        return rows
+
+    def _finish(
+        self,
+        jobs: list[procrastinate_jobs.Job],
+        rows: list[types.JobToDefer],
+        results: list[dict[str, Any]],
+    ) -> list[procrastinate_jobs.Job]:
+        ids = check_duplicates(list(results[0]["ids"]), rows, "raise")
+        return [
+            job.evolve(id=job_id, status=procrastinate_jobs.Status.TODO.value)
+            for job, job_id in zip(jobs, ids, strict=True)
+        ]
+
+    def batch_defer_jobs(
+        self, jobs: list[procrastinate_jobs.Job], connection: Any | None = None
+    ) -> list[procrastinate_jobs.Job]:
+        rows = self._rows(jobs)
+        connector = self.connector.get_sync_connector()
+        query = queries.query("defer_jobs")
+        with queries.translated_errors():
+            if connection is not None:
+                results = connector.execute_query_all_with_connection(
+                    connection, query=query, jobs=rows
+                )
+            else:
+                results = connector.execute_query_all(query=query, jobs=rows)
+        return self._finish(jobs, rows, results)
+
+    async def batch_defer_jobs_async(
+        self, jobs: list[procrastinate_jobs.Job], connection: Any | None = None
+    ) -> list[procrastinate_jobs.Job]:
+        rows = self._rows(jobs)
+        query = queries.query("defer_jobs")
+        with queries.translated_errors():
+            if connection is not None:
+                results = await self.connector.execute_query_all_async_with_connection(
+                    connection, query=query, jobs=rows
+                )
+            else:
+                results = await self.connector.execute_query_all_async(
+                    query=query, jobs=rows
+                )
+        return self._finish(jobs, rows, results)

@@ -1,0 +1,108 @@
+"""Task arguments checked against the task function's type hints.
+
+At enqueue, arguments are validated and converted to JSON (pydantic models
+become objects); a bad payload raises ``InvalidPayload`` and nothing is
+written. In the worker, the stored JSON is validated again and the task gets
+real values (a parameter annotated with a pydantic model receives the model).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from pgjobs.errors import InvalidPayload
+
+#: Payloads larger than this (encoded JSON) are refused: pass ids, not blobs.
+MAX_PAYLOAD_BYTES = 1_000_000
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+class PayloadSchema:
+    """The arguments one task accepts, derived from its function signature."""
+
+    def __init__(self, func: Callable[..., Any], *, task_name: str, skip_first: bool):
+        self.task_name = task_name
+        signature = inspect.signature(func)
+        try:
+            hints = typing.get_type_hints(func)
+        except Exception:  # unresolvable forward references: accept any JSON
+            hints = {}
+        params = list(signature.parameters.values())
+        if skip_first and params:
+            params = params[1:]
+        self.var_keyword = any(p.kind is p.VAR_KEYWORD for p in params)
+        self.adapters: dict[str, TypeAdapter[Any]] = {}
+        self.required: set[str] = set()
+        for param in params:
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            self.adapters[param.name] = TypeAdapter(hints.get(param.name, Any))
+            if param.default is inspect.Parameter.empty:
+                self.required.add(param.name)
+
+    def _fail(self, message: str) -> InvalidPayload:
+        return InvalidPayload(f"task {self.task_name!r}: {message}")
+
+    def _check_names(self, kwargs: Mapping[str, Any]) -> None:
+        if not self.var_keyword:
+            unknown = sorted(set(kwargs) - set(self.adapters))
+            if unknown:
+                raise self._fail(f"unexpected argument(s) {', '.join(unknown)}")
+        missing = sorted(self.required - set(kwargs))
+        if missing:
+            raise self._fail(f"missing argument(s) {', '.join(missing)}")
+
+    def _validate(self, name: str, value: Any) -> Any:
+        adapter = self.adapters.get(name)
+        if adapter is None:
+            return value
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in (name, *error["loc"]))
+            raise self._fail(f"argument {where}: {error['msg']}") from None
+
+    def dump(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``kwargs`` and return them as JSON-ready values."""
+        self._check_names(kwargs)
+        result: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            validated = self._validate(name, value)
+            adapter = self.adapters.get(name) or TypeAdapter(Any)
+            try:
+                result[name] = adapter.dump_python(validated, mode="json")
+            except PydanticSerializationError:
+                raise self._fail(
+                    f"argument {name}: {type(value).__name__} is not JSON-serialisable"
+                ) from None
+        if _contains_nul(result):
+            raise self._fail("strings may not contain NUL (\\x00) characters")
+        size = len(json.dumps(result, separators=(",", ":")))
+        if size > MAX_PAYLOAD_BYTES:
+            raise self._fail(
+                f"payload is {size} bytes, over the {MAX_PAYLOAD_BYTES} byte limit "
+                "(store the data in a table and pass its id)"
+            )
+        return result
+
+    def load(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate stored arguments into the values the task function expects."""
+        self._check_names(kwargs)
+        return {name: self._validate(name, value) for name, value in kwargs.items()}

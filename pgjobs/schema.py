@@ -1,0 +1,161 @@
+"""Database schema admin API: alembic migrations for procrastinate + pgjobs.
+
+pgjobs keeps its own alembic version table (``pgjobs_alembic_version``) so it
+never collides with the application's alembic history. These functions are
+what ``pgjobs db ...`` calls; applications can call them from Python or from
+their own alembic ``env.py`` (pass ``connection=``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import sqlalchemy
+from alembic import command, op
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.pool import NullPool
+
+from pgjobs import database, resources
+from pgjobs.errors import SchemaError
+from pgjobs.settings import Settings
+
+VERSION_TABLE = "pgjobs_alembic_version"
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision: str
+    down_revision: str | None
+    description: str
+    is_head: bool
+
+
+def _config(
+    target: Settings | str | None = None,
+    *,
+    connection: sqlalchemy.Connection | None = None,
+    output: io.StringIO | None = None,
+) -> Config:
+    config = Config(output_buffer=output, stdout=output or io.StringIO())
+    config.set_main_option("script_location", str(resources.migrations_dir()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    elif target is not None:
+        info = database.conninfo(target) if isinstance(target, Settings) else target
+        database.connect(info).close()  # unreachable database: one clear error
+        config.attributes["conninfo"] = info
+    return config
+
+
+def engine_for(conninfo: str) -> sqlalchemy.Engine:
+    """A SQLAlchemy engine on psycopg 3 for any libpq conninfo (incl. sockets)."""
+    return sqlalchemy.create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: psycopg.connect(conninfo),
+        poolclass=NullPool,
+    )
+
+
+def _run(action: Any, *args: Any) -> None:
+    try:
+        action(*args)
+    except psycopg.Error as exc:
+        raise SchemaError(f"migration failed: {str(exc).splitlines()[0]}") from None
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise SchemaError(f"migration failed: {str(exc.orig).splitlines()[0]}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("alembic"):
+            raise SchemaError(str(exc).splitlines()[0]) from None
+        raise
+
+
+def upgrade(
+    target: Settings | str | None = None,
+    revision: str = "head",
+    *,
+    connection: sqlalchemy.Connection | None = None,
+) -> None:
+    """Bring the database to ``revision`` (default: the latest)."""
+    _run(command.upgrade, _config(target, connection=connection), revision)
+
+
+def downgrade(
+    target: Settings | str | None = None,
+    revision: str = "-1",
+    *,
+    connection: sqlalchemy.Connection | None = None,
+) -> None:
+    """Step the schema back to ``revision`` ("base" removes everything)."""
+    _run(command.downgrade, _config(target, connection=connection), revision)
+
+
+def upgrade_sql(from_revision: str | None = None, to_revision: str = "head") -> str:
+    """The SQL ``upgrade`` would run, without a database (offline mode)."""
+    output = io.StringIO()
+    config = _config(output=output)
+    span = f"{from_revision}:{to_revision}" if from_revision else to_revision
+    _run(command.upgrade, config, span, True)
+    return output.getvalue()
+
+
+def downgrade_sql(from_revision: str = "head", to_revision: str = "base") -> str:
+    output = io.StringIO()
+    _run(command.downgrade, _config(output=output), f"{from_revision}:{to_revision}", True)
+    return output.getvalue()
+
+
+def current(target: Settings | str) -> str | None:
+    """The revision the database is at, or ``None`` if pgjobs never migrated it."""
+    info = database.conninfo(target) if isinstance(target, Settings) else target
+    database.connect(info).close()
+    engine = engine_for(info)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE}
+        )
+        return context.get_current_revision()
+
+
+def history() -> list[Revision]:
+    """All revisions, newest first."""
+    script = ScriptDirectory.from_config(_config())
+    heads = set(script.get_heads())
+    return [
+        Revision(
+            revision=rev.revision,
+            down_revision=rev.down_revision,  # type: ignore[arg-type]
+            description=(rev.doc or "").strip(),
+            is_head=rev.revision in heads,
+        )
+        for rev in script.walk_revisions()
+    ]
+
+
+def head() -> str:
+    script = ScriptDirectory.from_config(_config())
+    head_revision = script.get_current_head()
+    assert head_revision is not None
+    return head_revision
+
+
+# -- helpers for the revision scripts in migrations/versions ---------------
+
+
+def run_sql_file(relative_path: str) -> None:
+    """Apply one SQL file from ``sql/`` inside the current migration."""
+    text = resources.read_sql(relative_path)
+    context = op.get_context()
+    if context.as_sql:
+        context.impl.static_output(text)
+        return
+    op.get_bind().connection.driver_connection.execute(text)  # type: ignore[union-attr]
+
+
+def scalar(sql_text: str) -> Any:
+    """One value from a read-only query inside the current (online) migration."""
+    return op.get_bind().exec_driver_sql(sql_text).scalar()

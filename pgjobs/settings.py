@@ -1,0 +1,88 @@
+"""pgjobs settings, read once from the environment and ``.env``.
+
+Build a ``Settings`` with ``load_settings()`` at start-up and pass it down;
+nothing else in pgjobs reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pgjobs.errors import ConfigError
+
+ENV_PREFIX = "PGJOBS_"
+
+
+class Settings(BaseSettings):
+    """Every setting is an environment variable ``PGJOBS_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host:5432/db). "
+        "Unset: pgjobs starts its embedded PostgreSQL.",
+    )
+    embedded_dir: Path = Field(
+        default=Path(".pgjobs/postgres"),
+        description="Data folder of the embedded PostgreSQL (kept between runs).",
+    )
+    app: str | None = Field(
+        default=None,
+        description="Dotted path of your App, e.g. myproject.jobs.app "
+        "(default for --app).",
+    )
+    concurrency: int = Field(
+        default=10, ge=1, le=1000, description="Jobs a worker runs at once."
+    )
+    shutdown_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds a stopping worker lets running jobs finish before "
+        "aborting them.",
+    )
+    pool_size: int = Field(
+        default=10, ge=1, le=200, description="Maximum connections per process."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text or one JSON object each."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Minimum level of log lines."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; an invalid one raises ``ConfigError`` naming its variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        name = ENV_PREFIX + field.upper()
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {name}: {message}") from None

@@ -1,0 +1,38 @@
+-- pgjobs' own objects live in schema "pgjobs"; procrastinate's stay in the
+-- search_path schema where procrastinate expects them.
+CREATE SCHEMA pgjobs;
+
+-- Enqueue a batch of jobs. Unlike procrastinate_defer_jobs_v1, a job whose
+-- queueing lock is already held by a waiting job is skipped (its slot in the
+-- result is NULL) instead of raising: the caller's transaction stays usable
+-- and the caller decides whether a duplicate is an error.
+-- Ids are drawn before the insert so each input keeps its position.
+CREATE FUNCTION pgjobs.defer_jobs(jobs procrastinate_job_to_defer_v1[])
+    RETURNS bigint[]
+    LANGUAGE sql
+AS $$
+    WITH input AS MATERIALIZED (
+        SELECT nextval(pg_get_serial_sequence('procrastinate_jobs', 'id')) AS id,
+               job.*
+          FROM unnest(jobs) WITH ORDINALITY AS job(
+                   queue_name, task_name, priority, lock, queueing_lock, args,
+                   scheduled_at, ord)
+    ), inserted AS (
+        INSERT INTO procrastinate_jobs
+               (id, queue_name, task_name, priority, lock, queueing_lock, args,
+                scheduled_at)
+        SELECT id, queue_name, task_name, priority, lock, queueing_lock, args,
+               scheduled_at
+          FROM input
+         ORDER BY ord
+        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+        RETURNING id
+    )
+    SELECT coalesce(array_agg(inserted.id ORDER BY input.ord), '{}')
+      FROM input LEFT JOIN inserted ON inserted.id = input.id;
+$$;
+
+-- A worker's shutdown deletes its row, and the foreign key then clears
+-- worker_id on its jobs: without this index that is a full table scan.
+CREATE INDEX pgjobs_jobs_worker_id_idx ON procrastinate_jobs (worker_id)
+    WHERE worker_id IS NOT NULL;
