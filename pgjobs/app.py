@@ -17,6 +17,7 @@ from pgjobs import enqueue as enqueue_module
 from pgjobs.connector import Connector
 from pgjobs.enqueue import JobOptions, OnDuplicate
 from pgjobs.job_manager import JobManager
+from pgjobs.job_worker import SideTask, Worker
 from pgjobs.settings import Settings, load_settings
 from pgjobs.tasks import Task
 
@@ -45,6 +46,22 @@ class App(procrastinate.App):
             periodic_defaults=periodic_defaults,
         )
         self.job_manager = JobManager(self)
+        #: Extension points used by pgjobs' features (see pgjobs.job_worker).
+        self.worker_side_tasks: list[SideTask] = []
+        self.task_middleware_defaults: list[Any] = []
+        self.worker_middleware_defaults: list[Any] = []
+
+    def _worker(self, **kwargs: Any) -> Worker:  # type: ignore[override]
+        options: dict[str, Any] = {**self.worker_defaults, **kwargs}
+        options["task_middleware"] = [
+            *self.task_middleware_defaults,
+            *(options.get("task_middleware") or []),
+        ]
+        options["worker_middleware"] = [
+            *self.worker_middleware_defaults,
+            *(options.get("worker_middleware") or []),
+        ]
+        return Worker(app=self, side_tasks=self.worker_side_tasks, **options)
 
     # -- task declaration -------------------------------------------------
 

@@ -11,20 +11,20 @@ import psycopg
 import pytest
 
 from pgjobs import App, Settings
-from tests.database import TestServer
+from tests.database import PgServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[TestServer]:
-    test_server = TestServer()
+def server() -> Iterator[PgServer]:
+    test_server = PgServer()
     yield test_server
     test_server.close()
 
 
 @pytest.fixture
-def db_url(server: TestServer) -> Iterator[str]:
+def db_url(server: PgServer) -> Iterator[str]:
     """A fresh database migrated to head."""
     name, url = server.new_database()
     yield url
@@ -32,7 +32,7 @@ def db_url(server: TestServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def empty_db_url(server: TestServer) -> Iterator[str]:
+def empty_db_url(server: PgServer) -> Iterator[str]:
     """A fresh database with no schema at all."""
     name, url = server.new_database(migrated=False)
     yield url

@@ -26,7 +26,7 @@ def with_dbname(url: str, dbname: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path="/" + dbname))
 
 
-class TestServer:
+class PgServer:
     def __init__(self) -> None:
         self._tmp: Path | None = None
         url = os.environ.get("PGJOBS_TEST_DATABASE_URL")

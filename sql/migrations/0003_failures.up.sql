@@ -1,0 +1,1 @@
+-- error history, retries, dead letters, circuit breakers: filled in by its feature.

@@ -1,0 +1,1 @@
+-- runtime schedules and periodic health: filled in by its feature.

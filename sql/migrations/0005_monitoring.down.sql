@@ -1,0 +1,1 @@
+-- monitoring views, retention and roles: filled in by its feature.
