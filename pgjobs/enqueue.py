@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import procrastinate.tasks
 import psycopg
 from procrastinate import types as procrastinate_types
 from psycopg.types.json import Jsonb
@@ -74,12 +75,12 @@ def _scheduled_at(options: JobOptions) -> datetime.datetime | None:
     return None
 
 
-def resolve_task(app: App, task: Task | str) -> Task:
+def resolve_task(app: App, task: procrastinate.tasks.Task[Any, Any, Any] | str) -> Task:
     from pgjobs.tasks import Task as PgjobsTask
 
     if isinstance(task, PgjobsTask):
         return task
-    app.perform_import_paths()
+    app.perform_import_paths()  # type: ignore[no-untyped-call]
     found = app.tasks.get(str(task))
     if not isinstance(found, PgjobsTask):
         raise TaskNotFound(f"unknown task {task!r}")
@@ -139,6 +140,10 @@ def psycopg_connection(conn: Any) -> psycopg.Connection[Any]:
     if Session is not None and isinstance(conn, Session):
         conn = conn.connection()
     if SAConnection is not None and isinstance(conn, SAConnection):
+        if not conn.in_transaction():
+            # What SQLAlchemy's autobegin would do on its own execute(): the
+            # caller's commit()/rollback() then covers the job too.
+            conn.begin()
         driver = conn.connection.driver_connection
         if isinstance(driver, psycopg.Connection):
             return driver
@@ -159,7 +164,7 @@ def _ids(rows: list[queries.Row]) -> list[int | None]:
 def enqueue_many(
     conn: Any,
     app: App,
-    task: Task | str,
+    task: procrastinate.tasks.Task[Any, Any, Any] | str,
     payloads: Iterable[Mapping[str, Any]],
     options: JobOptions = JobOptions(),
     on_duplicate: OnDuplicate = "raise",
@@ -175,7 +180,7 @@ def enqueue_many(
 async def enqueue_many_async(
     conn: psycopg.AsyncConnection[Any],
     app: App,
-    task: Task | str,
+    task: procrastinate.tasks.Task[Any, Any, Any] | str,
     payloads: Iterable[Mapping[str, Any]],
     options: JobOptions = JobOptions(),
     on_duplicate: OnDuplicate = "raise",

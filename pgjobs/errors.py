@@ -53,7 +53,9 @@ class AlreadyEnqueued(PgjobsError, procrastinate_exceptions.AlreadyEnqueued):
     """A job with the same queueing lock is already waiting."""
 
     def __init__(self, queueing_lock: str) -> None:
-        super().__init__(f"a job with queueing lock {queueing_lock!r} is already waiting")
+        super().__init__(
+            f"a job with queueing lock {queueing_lock!r} is already waiting"
+        )
         self.queueing_lock = queueing_lock
 
 

@@ -22,7 +22,9 @@ SideTask = Callable[["Worker"], Awaitable[None]]
 
 
 class Worker(procrastinate_worker.Worker):
-    def __init__(self, *, side_tasks: list[SideTask] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, side_tasks: list[SideTask] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.extra_side_tasks = list(side_tasks or [])
 

@@ -48,3 +48,6 @@ def configure(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    # Set-up chatter that says nothing an operator needs at INFO.
+    for name in ("alembic", "procrastinate.blueprints"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

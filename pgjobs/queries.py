@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, LiteralString, cast
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import dict_row
@@ -41,7 +41,7 @@ def all_queries() -> dict[str, str]:
 
 def query(name: str) -> LiteralString:
     # Loaded from our own files, never built from input: a literal for psycopg.
-    return cast(LiteralString, all_queries()[name])
+    return all_queries()[name]
 
 
 @contextmanager

@@ -67,7 +67,9 @@ def _run(action: Any, *args: Any) -> None:
     except psycopg.Error as exc:
         raise SchemaError(f"migration failed: {str(exc).splitlines()[0]}") from None
     except sqlalchemy.exc.DBAPIError as exc:
-        raise SchemaError(f"migration failed: {str(exc.orig).splitlines()[0]}") from None
+        raise SchemaError(
+            f"migration failed: {str(exc.orig).splitlines()[0]}"
+        ) from None
     except Exception as exc:
         if type(exc).__module__.startswith("alembic"):
             raise SchemaError(str(exc).splitlines()[0]) from None
@@ -105,7 +107,12 @@ def upgrade_sql(from_revision: str | None = None, to_revision: str = "head") -> 
 
 def downgrade_sql(from_revision: str = "head", to_revision: str = "base") -> str:
     output = io.StringIO()
-    _run(command.downgrade, _config(output=output), f"{from_revision}:{to_revision}", True)
+    _run(
+        command.downgrade,
+        _config(output=output),
+        f"{from_revision}:{to_revision}",
+        True,
+    )
     return output.getvalue()
 
 

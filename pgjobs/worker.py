@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import procrastinate
 from procrastinate import exceptions as procrastinate_exceptions
@@ -66,7 +67,7 @@ def run(
     """
     queue_list = check_queues(queues)
     check_schema(app)
-    options: procrastinate.app.WorkerOptions = {"queues": queue_list, "wait": wait}
+    options: dict[str, Any] = {"queues": queue_list, "wait": wait}
     if concurrency is not None:
         options["concurrency"] = concurrency
     if shutdown_grace is not None:

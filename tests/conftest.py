@@ -41,7 +41,9 @@ def empty_db_url(server: PgServer) -> Iterator[str]:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=db_url, embedded_dir=tmp_path / "unused", _env_file=None)  # type: ignore[call-arg]
+    return Settings(
+        database_url=db_url, embedded_dir=tmp_path / "unused", _env_file=None
+    )  # type: ignore[call-arg]
 
 
 @pytest.fixture
@@ -71,7 +73,11 @@ def cli_env(db_url: str | None, **extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, db_url: str | None, cwd: Path | None = None, timeout: float = 60, **env: str
+    *args: str,
+    db_url: str | None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``pgjobs`` command line in a subprocess."""
     return subprocess.run(

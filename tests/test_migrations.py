@@ -19,14 +19,29 @@ def pg_dump_schema(url: str) -> str:
 
     pg_dump = POSTGRES_BIN_PATH / "pg_dump"
     out = subprocess.run(
-        [str(pg_dump), "--schema-only", "--no-owner", "--no-privileges", "--no-statistics",
-         "--exclude-table=pgjobs_alembic_version", "--dbname", url],
-        check=True, capture_output=True, text=True,
+        [
+            str(pg_dump),
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--no-statistics",
+            "--exclude-table=pgjobs_alembic_version",
+            "--dbname",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     lines = [
-        line for line in out.splitlines()
+        line
+        for line in out.splitlines()
         # pg_attver: a per-column option some server builds stamp with a random value.
-        if line and "pg_attver=" not in line and not line.startswith(("--", "\\restrict", "\\unrestrict", "SET ", "SELECT pg_catalog.set_config"))
+        if line
+        and "pg_attver=" not in line
+        and not line.startswith(
+            ("--", "\\restrict", "\\unrestrict", "SET ", "SELECT pg_catalog.set_config")
+        )
     ]
     return "\n".join(lines)
 
@@ -51,7 +66,9 @@ def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
     assert schema.current(empty_db_url) is None
     schema.upgrade(empty_db_url)
     assert schema.current(empty_db_url) == schema.head()
-    assert {"public.procrastinate_jobs", "public.pgjobs_alembic_version"} <= tables(empty_db_url)
+    assert {"public.procrastinate_jobs", "public.pgjobs_alembic_version"} <= tables(
+        empty_db_url
+    )
     schema.downgrade(empty_db_url, "base")
     assert schema.current(empty_db_url) is None
     assert tables(empty_db_url) == {"public.pgjobs_alembic_version"}
@@ -72,15 +89,21 @@ def test_migrated_schema_equals_fresh_install(server: PgServer, db_url: str) -> 
 
 
 def test_existing_procrastinate_schema_is_adopted(empty_db_url: str) -> None:
-    app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector(conninfo=empty_db_url))
+    app = procrastinate.App(
+        connector=procrastinate.SyncPsycopgConnector(conninfo=empty_db_url)
+    )
     with app.open():
         app.schema_manager.apply_schema()
     with psycopg.connect(empty_db_url) as conn:
-        conn.execute("INSERT INTO procrastinate_jobs (queue_name, task_name) VALUES ('q', 'kept')")
+        conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name) VALUES ('q', 'kept')"
+        )
     schema.upgrade(empty_db_url)
     assert schema.current(empty_db_url) == schema.head()
     with psycopg.connect(empty_db_url) as conn:
-        assert conn.execute("SELECT task_name FROM procrastinate_jobs").fetchall() == [("kept",)]
+        assert conn.execute("SELECT task_name FROM procrastinate_jobs").fetchall() == [
+            ("kept",)
+        ]
 
 
 def test_older_procrastinate_schema_is_refused(empty_db_url: str) -> None:
@@ -95,7 +118,7 @@ def test_offline_sql_needs_no_database() -> None:
     text = schema.upgrade_sql()
     assert "CREATE TABLE procrastinate_jobs" in text
     assert "CREATE SCHEMA pgjobs" in text
-    assert f"INSERT INTO pgjobs_alembic_version (version_num) VALUES ('0001')" in text
+    assert "INSERT INTO pgjobs_alembic_version (version_num) VALUES ('0001')" in text
 
 
 def test_history_lists_every_revision_newest_first() -> None:

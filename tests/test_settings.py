@@ -22,7 +22,9 @@ def test_no_url_means_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_dotenv_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PGJOBS_DATABASE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text("PGJOBS_DATABASE_URL=postgresql://x@h/d\nPGJOBS_CONCURRENCY=3\n")
+    (tmp_path / ".env").write_text(
+        "PGJOBS_DATABASE_URL=postgresql://x@h/d\nPGJOBS_CONCURRENCY=3\n"
+    )
     settings = load_settings()
     assert settings.database_url == "postgresql://x@h/d"
     assert settings.concurrency == 3

@@ -24,7 +24,9 @@ def upgrade(state: State, revision: str, offline: bool) -> None:
         return
     settings = state.settings
     schema.upgrade(settings, revision)
-    click.echo(f"{database.describe(settings)} is at revision {schema.current(settings)}")
+    click.echo(
+        f"{database.describe(settings)} is at revision {schema.current(settings)}"
+    )
 
 
 @db.command()
@@ -55,7 +57,9 @@ def current(state: State, as_json: bool) -> None:
     if as_json:
         print_json({"current": found, "head": head, "up_to_date": found == head})
         return
-    status = "up to date" if found == head else f"head is {head}: run `pgjobs db upgrade`"
+    status = (
+        "up to date" if found == head else f"head is {head}: run `pgjobs db upgrade`"
+    )
     click.echo(f"{found or 'base (no pgjobs schema)'} ({status})")
 
 

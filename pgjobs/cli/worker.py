@@ -11,11 +11,28 @@ from pgjobs.errors import AppNotFound
 
 @click.command()
 @click.option("--app", "app_path", help="Dotted path of your App (or PGJOBS_APP).")
-@click.option("-q", "--queue", "queues", multiple=True, help="Queue to work (repeatable; default all).")
-@click.option("-c", "--concurrency", type=click.IntRange(1, 1000), help="Jobs run at once (default PGJOBS_CONCURRENCY).")
-@click.option("--shutdown-grace", type=click.FloatRange(0), help="Seconds running jobs get to finish on SIGTERM.")
+@click.option(
+    "-q",
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Queue to work (repeatable; default all).",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    help="Jobs run at once (default PGJOBS_CONCURRENCY).",
+)
+@click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(0),
+    help="Seconds running jobs get to finish on SIGTERM.",
+)
 @click.option("--name", help="Worker name in logs.")
-@click.option("--one-shot", is_flag=True, help="Exit when no job is left instead of waiting.")
+@click.option(
+    "--one-shot", is_flag=True, help="Exit when no job is left instead of waiting."
+)
 @pass_state
 def worker(
     state: State,
@@ -34,7 +51,9 @@ def worker(
     settings = state.settings  # validates settings and sets up logging
     path = app_path or settings.app
     if not path:
-        raise AppNotFound("no app given: pass --app mypackage.jobs.app or set PGJOBS_APP")
+        raise AppNotFound(
+            "no app given: pass --app mypackage.jobs.app or set PGJOBS_APP"
+        )
     worker_module.check_queues(queues)
     app = worker_module.load_app(path)
     worker_module.run(

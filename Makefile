@@ -1,0 +1,45 @@
+# pgjobs developer commands. `make demo` and `make test` are all a newcomer needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint format mypy check bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the end-to-end demo on the embedded PostgreSQL (or PGJOBS_DATABASE_URL).
+demo: $(STAMP)
+	$(VENV)/bin/pgjobs demo
+
+## Run the whole test suite (embedded PostgreSQL unless PGJOBS_TEST_DATABASE_URL).
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pgjobs tests examples migrations
+	$(VENV)/bin/ruff format --check pgjobs tests examples migrations
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format pgjobs tests examples migrations
+	$(VENV)/bin/ruff check --fix pgjobs tests examples migrations
+
+mypy: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint mypy test
+
+## Benchmarks against stock procrastinate and pgqueuer (see bench/README.md).
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pgjobs .pytest_cache .mypy_cache .ruff_cache
