@@ -36,7 +36,8 @@ def check_queues(queues: Sequence[str]) -> list[str] | None:
     for queue in queues:
         if not queue or len(queue) > MAX_NAME_LENGTH or "\x00" in queue:
             raise InvalidJobOptions(
-                f"queue name must be 1 to {MAX_NAME_LENGTH} characters, got {queue!r:.60}"
+                f"queue name must be 1 to {MAX_NAME_LENGTH} characters, "
+                f"got {queue!r:.60}"
             )
     return list(queues) or None
 

@@ -14,8 +14,11 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# The newest object procrastinate 3.10.0's schema has; older installs lack it.
-_NEWEST_OBJECT = "procrastinate_retry_job_v2"
+# procrastinate_retry_job_v2 is the newest object of procrastinate 3.10.0's
+# schema: older installs lack it.
+_HAS_NEWEST_OBJECT = (
+    "SELECT count(*) > 0 FROM pg_proc WHERE proname = 'procrastinate_retry_job_v2'"
+)
 
 
 def upgrade() -> None:
@@ -23,9 +26,7 @@ def upgrade() -> None:
         "SELECT to_regclass('procrastinate_jobs') IS NOT NULL"
     ):
         # Installed earlier by `procrastinate schema --apply`: adopt it.
-        if not scalar(
-            f"SELECT count(*) > 0 FROM pg_proc WHERE proname = '{_NEWEST_OBJECT}'"
-        ):
+        if not scalar(_HAS_NEWEST_OBJECT):
             raise SchemaError(
                 "this database has an older procrastinate schema: apply "
                 "procrastinate's migrations up to 3.10.0 first, then run "
