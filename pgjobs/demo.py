@@ -81,9 +81,7 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, in
                 conn, "demo.make_thumbnail", [{"image_id": i} for i in range(1000)]
             )
         elapsed = time.perf_counter() - started
-        echo(
-            f"bulk-enqueued {len(bulk)} jobs in one round trip ({elapsed * 1000:.0f} ms)"
-        )
+        echo(f"bulk-enqueued {len(bulk)} jobs in one round trip ({elapsed:.3f} s)")
         job_ids.extend(bulk)
 
     echo("running a worker until the demo queue is empty...")
@@ -104,7 +102,6 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, in
     echo("jobs by state: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     for order in summary:
         state = "confirmed" if order["confirmed"] else "not confirmed"
-        echo(
-            f"  order {order['id']} ({order['customer']}): {state}, {order['jobs']} job(s)"
-        )
+        jobs = order["jobs"]
+        echo(f"  order {order['id']} ({order['customer']}): {state}, {jobs} job(s)")
     return counts
