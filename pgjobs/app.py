@@ -13,11 +13,14 @@ import procrastinate
 import psycopg
 from procrastinate import jobs as procrastinate_jobs
 
+from pgjobs import breakers, stalled, timeouts
 from pgjobs import enqueue as enqueue_module
 from pgjobs.connector import Connector
+from pgjobs.dead_letters import DeadLetterHook
 from pgjobs.enqueue import JobOptions, OnDuplicate
 from pgjobs.job_manager import JobManager
 from pgjobs.job_worker import SideTask, Worker
+from pgjobs.retries import RetryValue
 from pgjobs.settings import Settings, load_settings
 from pgjobs.tasks import Task
 
@@ -33,11 +36,20 @@ class App(procrastinate.App):
         worker_defaults: procrastinate.app.WorkerOptions | None = None,
         periodic_defaults: dict[str, Any] | None = None,
         connector: Connector | None = None,
+        retry: RetryValue = None,
+        timeout: float | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
+        """``retry``/``timeout``: defaults for tasks that set none (see
+        ``pgjobs.RetryPolicy``, ``pgjobs.timeouts``); ``on_dead_letter``: called
+        by the worker with each new ``DeadLetter`` (default: a WARNING log).
+        """
         self.settings = settings if settings is not None else load_settings()
         defaults: procrastinate.app.WorkerOptions = {
             "concurrency": self.settings.concurrency,
             "shutdown_graceful_timeout": self.settings.shutdown_grace,
+            "update_heartbeat_interval": self.settings.heartbeat_interval,
+            "stalled_worker_timeout": self.settings.stalled_after,
         }
         super().__init__(
             connector=connector or Connector(self.settings),
@@ -50,6 +62,16 @@ class App(procrastinate.App):
         self.worker_side_tasks: list[SideTask] = []
         self.task_middleware_defaults: list[Any] = []
         self.worker_middleware_defaults: list[Any] = []
+        # Failure handling: see pgjobs.retries, timeouts, breakers, stalled.
+        self.default_retry = retry
+        self.default_timeout = timeout
+        self.on_dead_letter = on_dead_letter
+        self.breakers: dict[str, breakers.Breaker] = {}
+        self.worker_middleware_defaults += [
+            breakers.breaker_middleware,
+            timeouts.timeout_middleware,
+        ]
+        self.worker_side_tasks.append(stalled.stalled_job_rescuer)
 
     def _worker(self, **kwargs: Any) -> Worker:
         options: dict[str, Any] = {**self.worker_defaults, **kwargs}
@@ -78,9 +100,12 @@ class App(procrastinate.App):
 
         Options are procrastinate's (name, aliases, retry, pass_context, queue,
         priority, lock, queueing_lock, task_middleware) plus pgjobs' own (see
-        ``pgjobs.tasks.Task``).
+        ``pgjobs.tasks.Task``): retry, timeout, breaker. A task without retry
+        or timeout gets the App's.
         """
         options.setdefault("queue", procrastinate_jobs.DEFAULT_QUEUE)
+        options.setdefault("retry", self.default_retry)
+        options.setdefault("timeout", self.default_timeout)
 
         def wrap(func: Callable[..., Any]) -> Task:
             task = Task(func, blueprint=self, **options)
@@ -88,6 +113,17 @@ class App(procrastinate.App):
             return cast(Task, functools.update_wrapper(task, func, updated=()))
 
         return wrap if _func is None else wrap(_func)
+
+    def breaker(
+        self, name: str | breakers.Breaker, **config: Any
+    ) -> breakers.BoundBreaker:
+        """A circuit breaker shared by all workers: ``app.breaker("crm").guard()``.
+
+        ``config`` (failure_threshold, recovery_window, success_threshold,
+        trip_on, ignore) sets the breaker's configuration in this App; tasks
+        declared with ``breaker="crm"`` use it too.
+        """
+        return breakers.BoundBreaker(self, breakers.register(self, name, **config))
 
     # -- transactional enqueue --------------------------------------------
 

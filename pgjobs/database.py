@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -51,3 +53,20 @@ def unavailable(exc: BaseException, info: str) -> DatabaseUnavailable:
     return DatabaseUnavailable(
         f"cannot connect to the database {redact(info)}: {first_line}"
     )
+
+
+@contextmanager
+def connection(
+    target: Settings | str | psycopg.Connection[Any],
+) -> Iterator[psycopg.Connection[Any]]:
+    """A connection for an admin function.
+
+    Given a psycopg connection, use it as is: the statements join the caller's
+    transaction and the caller commits. Given settings or a URL, open an
+    autocommit connection for the call and close it afterwards.
+    """
+    if isinstance(target, psycopg.Connection):
+        yield target
+        return
+    with connect(target, autocommit=True) as conn:
+        yield conn

@@ -61,3 +61,15 @@ class AlreadyEnqueued(PgjobsError, procrastinate_exceptions.AlreadyEnqueued):
 
 class JobNotFound(PgjobsError):
     """No job has that id."""
+
+
+class InvalidJobState(PgjobsError):
+    """The job exists but is not in a state that allows this operation."""
+
+
+class DeadLetterNotFound(PgjobsError):
+    """No dead letter has that id."""
+
+
+class BreakerNotFound(PgjobsError):
+    """No circuit breaker has that name."""

@@ -7,13 +7,14 @@ gets the same payload validation and duplicate handling as ``App.enqueue``.
 
 from __future__ import annotations
 
+import datetime
 from typing import TYPE_CHECKING, Any
 
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import manager, types
 from psycopg.types.json import Jsonb
 
-from pgjobs import queries
+from pgjobs import dead_letters, error_history, queries
 from pgjobs.enqueue import check_duplicates
 from pgjobs.tasks import Task
 
@@ -90,3 +91,84 @@ class JobManager(manager.JobManager):
                     query=query, jobs=rows
                 )
         return self._finish(jobs, rows, results)
+
+    # -- failures: error row + retry/fail (+ dead letter) in one statement ----
+    # The successful path stays procrastinate's own finish_job: no extra write.
+
+    def _failure(self, job: procrastinate_jobs.Job) -> error_history.Failure:
+        failure = error_history.take(job)
+        if failure is None:
+            known = job.task_name in self._app.tasks
+            failure = error_history.unknown_failure(job, known)
+        return failure
+
+    async def _fail_attempt(
+        self,
+        job: procrastinate_jobs.Job,
+        failure: error_history.Failure,
+        *,
+        retry_at: datetime.datetime | None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+        delete_job: bool = False,
+    ) -> None:
+        row = await self.connector.execute_query_one_async(
+            query=queries.query("failures_fail_job_attempt"),
+            job_id=job.id,
+            error_type=failure.error_type,
+            error_message=failure.message,
+            traceback=failure.traceback,
+            retry_at=retry_at,
+            priority=priority,
+            queue=queue,
+            lock=lock,
+            delete_job=delete_job,
+            stalled_after=None,
+        )
+        if row["dead_letter_id"] is not None:
+            await dead_letters.alert(
+                self.connector,
+                getattr(self._app, "on_dead_letter", None),
+                row["dead_letter_id"],
+            )
+
+    async def retry_job(
+        self,
+        job: procrastinate_jobs.Job,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        failure = self._failure(job)
+        if failure.reschedule_at is not None:
+            # Circuit breaker open: back to the queue, no attempt counted.
+            await self.connector.execute_query_one_async(
+                query=queries.query("failures_reschedule_job"),
+                job_id=job.id,
+                run_at=failure.reschedule_at,
+            )
+            return
+        await self._fail_attempt(
+            job,
+            failure,
+            retry_at=retry_at or datetime.datetime.now(datetime.UTC),
+            priority=priority,
+            queue=queue,
+            lock=lock,
+        )
+
+    async def finish_job(
+        self,
+        job: procrastinate_jobs.Job,
+        status: procrastinate_jobs.Status,
+        delete_job: bool,
+    ) -> None:
+        if status != procrastinate_jobs.Status.FAILED:
+            error_history.take(job)  # e.g. an abort at shutdown: nothing to record
+            await super().finish_job(job=job, status=status, delete_job=delete_job)
+            return
+        await self._fail_attempt(
+            job, self._failure(job), retry_at=None, delete_job=delete_job
+        )

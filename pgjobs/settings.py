@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pgjobs.errors import ConfigError
@@ -53,6 +53,22 @@ class Settings(BaseSettings):
     pool_size: int = Field(
         default=10, ge=1, le=200, description="Maximum connections per process."
     )
+    heartbeat_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between a worker's heartbeats in procrastinate_workers.",
+    )
+    stalled_after: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds without heartbeat after which a worker is presumed "
+        "dead and its running jobs are rescued (must exceed heartbeat_interval).",
+    )
+    stalled_check_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between two looks for stalled jobs by each worker.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text or one JSON object each."
     )
@@ -68,6 +84,16 @@ class Settings(BaseSettings):
         value = value.strip()
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator("stalled_after")
+    @classmethod
+    def _check_stalled_after(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("heartbeat_interval")
+        if heartbeat is not None and value <= heartbeat:
+            raise ValueError(
+                f"must be greater than PGJOBS_HEARTBEAT_INTERVAL ({heartbeat})"
+            )
         return value
 
     @field_validator("log_level", mode="before")

@@ -11,7 +11,10 @@ import sys
 import click
 
 from pgjobs.cli import db, demo, worker
+from pgjobs.cli.breakers import breakers
 from pgjobs.cli.common import State
+from pgjobs.cli.dlq import dlq
+from pgjobs.cli.jobs import jobs
 from pgjobs.errors import PgjobsError
 
 
@@ -30,6 +33,9 @@ def cli(ctx: click.Context) -> None:
 cli.add_command(db.db)
 cli.add_command(worker.worker)
 cli.add_command(demo.demo)
+cli.add_command(jobs)
+cli.add_command(dlq)
+cli.add_command(breakers)
 
 
 def main() -> None:

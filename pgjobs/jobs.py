@@ -1,0 +1,152 @@
+"""Jobs admin API: status by id, listing, cancel/abort, retry of a failed job.
+
+Every function takes settings, a database URL, or a psycopg connection (then
+it runs in the caller's transaction and the caller commits).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+
+from pgjobs import database, error_history, queries
+from pgjobs.error_history import JobError
+from pgjobs.errors import InvalidJobOptions, InvalidJobState, JobNotFound
+
+if TYPE_CHECKING:
+    from pgjobs.settings import Settings
+
+STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborted")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job as ``get_job`` sees it: row, timestamps, progress, errors."""
+
+    id: int
+    queue_name: str
+    task_name: str
+    priority: int
+    lock: str | None
+    queueing_lock: str | None
+    args: dict[str, Any]
+    status: str
+    scheduled_at: datetime.datetime | None
+    attempts: int
+    abort_requested: bool
+    worker_id: int | None
+    created_at: datetime.datetime | None
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    progress: int | None
+    progress_message: str | None
+    progress_updated_at: datetime.datetime | None
+    errors: list[JobError] = field(default_factory=list)
+
+    @property
+    def last_error(self) -> JobError | None:
+        return self.errors[-1] if self.errors else None
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One line of ``list_jobs``."""
+
+    id: int
+    queue_name: str
+    task_name: str
+    status: str
+    priority: int
+    attempts: int
+    scheduled_at: datetime.datetime | None
+    progress: int | None
+    last_error_type: str | None
+    last_error_message: str | None
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    job_id: int
+    #: 'cancelled' (was waiting) or 'abort_requested' (was running).
+    outcome: Literal["cancelled", "abort_requested"]
+
+
+def get_job(target: Settings | str | psycopg.Connection[Any], job_id: int) -> JobStatus:
+    """The job's state, attempts, timestamps, progress and failed attempts."""
+    with database.connection(target) as conn:
+        row = queries.fetch_one(conn, "failures_get_job", job_id=job_id)
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        errors = error_history.job_errors(conn, job_id)
+    return JobStatus(**row, errors=errors)
+
+
+def list_jobs(
+    target: Settings | str | psycopg.Connection[Any],
+    *,
+    queue: str | None = None,
+    task: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[JobSummary]:
+    """Newest jobs first, optionally filtered."""
+    if status is not None and status not in STATUSES:
+        raise InvalidJobOptions(
+            f"unknown status {status!r} (one of {', '.join(STATUSES)})"
+        )
+    if limit < 1:
+        raise InvalidJobOptions("limit must be at least 1")
+    with database.connection(target) as conn:
+        rows = queries.fetch_all(
+            conn,
+            "failures_list_jobs",
+            queue=queue,
+            task=task,
+            status=status,
+            limit=limit,
+        )
+    return [JobSummary(**row) for row in rows]
+
+
+def cancel_job(
+    target: Settings | str | psycopg.Connection[Any],
+    job_id: int,
+    *,
+    abort: bool = False,
+) -> CancelResult:
+    """Cancel a waiting job; with ``abort``, also ask a running one to stop.
+
+    An async task is cancelled by its worker; a sync task must check
+    ``context.should_abort()``. The running job ends 'aborted'.
+    """
+    with database.connection(target) as conn:
+        row = queries.fetch_one(conn, "failures_cancel_job", job_id=job_id, abort=abort)
+    if row is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    before = row["status_before"]
+    if row["job_id"] is None:
+        if before == "doing":
+            raise InvalidJobState(
+                f"job {job_id} is running: use --abort (abort=True) to stop it"
+            )
+        raise InvalidJobState(f"job {job_id} is {before}: nothing to cancel")
+    return CancelResult(
+        job_id=job_id, outcome="abort_requested" if before == "doing" else "cancelled"
+    )
+
+
+def retry_job(target: Settings | str | psycopg.Connection[Any], job_id: int) -> int:
+    """Run a failed job again now (same id); its dead letter is marked replayed."""
+    with database.connection(target) as conn:
+        row = queries.fetch_one(conn, "failures_retry_failed_job", job_id=job_id)
+        if row is None or row["job_id"] is None:
+            state = queries.fetch_one(conn, "failures_job_state", job_id=job_id)
+            if state is None:
+                raise JobNotFound(f"no job with id {job_id}")
+            raise InvalidJobState(
+                f"job {job_id} is {state['status']}: only failed jobs can be retried"
+            )
+    return int(row["job_id"])
