@@ -13,7 +13,7 @@ import procrastinate
 import psycopg
 from procrastinate import jobs as procrastinate_jobs
 
-from pgjobs import breakers, stalled, timeouts
+from pgjobs import breakers, retention, schedules, stalled, timeouts
 from pgjobs import enqueue as enqueue_module
 from pgjobs.connector import Connector
 from pgjobs.dead_letters import DeadLetterHook
@@ -72,6 +72,10 @@ class App(procrastinate.App):
             timeouts.timeout_middleware,
         ]
         self.worker_side_tasks.append(stalled.stalled_job_rescuer)
+        # Monitoring: the periodic retention task, when PGJOBS_RETENTION_* is set.
+        retention.install(self)
+        # Schedules: runtime schedules ticker (see pgjobs.schedules).
+        schedules.install(self)
 
     def _worker(self, **kwargs: Any) -> Worker:
         options: dict[str, Any] = {**self.worker_defaults, **kwargs}

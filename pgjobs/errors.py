@@ -73,3 +73,15 @@ class DeadLetterNotFound(PgjobsError):
 
 class BreakerNotFound(PgjobsError):
     """No circuit breaker has that name."""
+
+
+class InvalidSchedule(PgjobsError):
+    """A schedule's cron expression, interval or options are invalid."""
+
+
+class ScheduleNotFound(PgjobsError):
+    """No schedule (runtime or code-declared periodic task) has that name."""
+
+
+class ScheduleExists(PgjobsError):
+    """A schedule with that name already exists."""

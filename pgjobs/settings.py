@@ -75,6 +75,75 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Minimum level of log lines."
     )
+    # Monitoring (pgjobs.monitoring): unset means the database's own setting
+    # (pgjobs.stats_window...) or the views' default.
+    stats_window: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds of history in stats and metrics (default 3600).",
+    )
+    health_max_latency: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds the oldest waiting job may wait before `pgjobs "
+        "health` reports its queue (default 300).",
+    )
+    health_dead_letter_window: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds in which new dead letters count for health "
+        "(default 3600).",
+    )
+    health_dead_letter_threshold: int | None = Field(
+        default=None,
+        ge=0,
+        description="New dead letters per task tolerated by health (default 0).",
+    )
+    # Retention (pgjobs.retention): enabled when any age or keep-last is set.
+    retention_succeeded_days: float | None = Field(
+        default=None, ge=0, description="Delete succeeded jobs after this many days."
+    )
+    retention_failed_days: float | None = Field(
+        default=None,
+        ge=0,
+        description="Delete failed, cancelled and aborted jobs (and error "
+        "history) after this many days.",
+    )
+    retention_dead_letters_days: float | None = Field(
+        default=None, ge=0, description="Delete dead letters after this many days."
+    )
+    retention_keep_succeeded: int | None = Field(
+        default=None,
+        ge=0,
+        description="Keep at most this many succeeded jobs per task.",
+    )
+    retention_keep_failed: int | None = Field(
+        default=None,
+        ge=0,
+        description="Keep at most this many failed/cancelled/aborted jobs per task.",
+    )
+    retention_schedule: str = Field(
+        default="0 * * * *",
+        description="Cron expression of the built-in retention task.",
+    )
+    retention_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Rows deleted per statement."
+    )
+
+    # Schedules (pgjobs.schedules).
+    schedule_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two looks for due runtime schedules by "
+        "each worker (bounds how late a tick or a schedule change is seen).",
+    )
+    deployment_id: str | None = Field(
+        default=None,
+        description="Release/deployment name (e.g. a git SHA): run-once-after-"
+        "start tasks run once per value. Unset: once per continuous period "
+        "with at least one live worker.",
+    )
 
     @field_validator("database_url")
     @classmethod

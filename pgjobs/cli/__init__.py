@@ -13,8 +13,13 @@ import click
 from pgjobs.cli import db, demo, worker
 from pgjobs.cli.breakers import breakers
 from pgjobs.cli.common import State
+from pgjobs.cli.defer import defer
 from pgjobs.cli.dlq import dlq
 from pgjobs.cli.jobs import jobs
+from pgjobs.cli.monitoring import health, metrics, stats
+from pgjobs.cli.retention import prune
+from pgjobs.cli.roles import roles
+from pgjobs.cli.schedules import schedules
 from pgjobs.errors import PgjobsError
 
 
@@ -36,6 +41,13 @@ cli.add_command(demo.demo)
 cli.add_command(jobs)
 cli.add_command(dlq)
 cli.add_command(breakers)
+cli.add_command(stats)
+cli.add_command(health)
+cli.add_command(defer)
+cli.add_command(prune)
+cli.add_command(metrics)
+cli.add_command(roles)
+cli.add_command(schedules)
 
 
 def main() -> None:

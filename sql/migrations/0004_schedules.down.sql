@@ -1,1 +1,10 @@
--- runtime schedules and periodic health: filled in by its feature.
+DROP VIEW pgjobs.periodic_health;
+DROP TRIGGER pgjobs_record_periodic_outcome ON procrastinate_jobs;
+DROP FUNCTION pgjobs.record_periodic_outcome();
+DROP FUNCTION pgjobs.trim_schedule_runs(bigint);
+DROP FUNCTION pgjobs.run_schedule_now(text);
+DROP FUNCTION pgjobs.claim_schedule_ticks(bigint, timestamptz, timestamptz[], text[], timestamptz);
+DROP TABLE pgjobs.startup_runs;
+DROP TABLE pgjobs.periodic_tasks;
+DROP TABLE pgjobs.schedule_runs;
+DROP TABLE pgjobs.schedules;

@@ -1,0 +1,1 @@
+"""Benchmark harness: stock procrastinate vs pgqueuer (vs pgjobs). See README.md."""

@@ -1,0 +1,139 @@
+"""Markdown rendering of the collected samples."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bench.measure import Plan, Samples, drain_key
+
+TIMES, DASH, DOWN = "\u00d7", "\u2013", "\u2193"  # multiplication sign, en dash, arrow
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool = True
+    digits: int = 0
+
+
+def metrics(plan: Plan) -> list[Metric]:
+    k = _count
+    rows = [
+        Metric(
+            "enqueue_single", f"enqueue, single ({k(plan.single_jobs)} tx)", "jobs/s"
+        ),
+        Metric(
+            "enqueue_bulk", f"enqueue, bulk ({k(plan.bulk_jobs)} in 1 call)", "jobs/s"
+        ),
+    ]
+    for processes, conc in plan.drain_setups:
+        who = (
+            f"{processes} workers {TIMES} {conc}"
+            if processes > 1
+            else f"1 worker, c={conc}"
+        )
+        rows.append(
+            Metric(
+                drain_key(processes, conc),
+                f"process {k(plan.drain_jobs)} no-op jobs, {who}",
+                "jobs/s",
+            )
+        )
+    for p in (50, 95, 99):
+        rows.append(
+            Metric(
+                f"latency_p{p}",
+                f"latency enqueue→start p{p} (idle worker)",
+                "ms",
+                higher_is_better=False,
+                digits=2,
+            )
+        )
+    rows += [
+        Metric(
+            "growth_rate",
+            f"process {k(plan.growth_jobs)} jobs with {k(plan.growth_seed)} finished "
+            f"in table, c={plan.growth_concurrency}",
+            "jobs/s",
+        ),
+        Metric("rss_rate", f"process {k(plan.rss_jobs)} jobs in one drain", "jobs/s"),
+        Metric(
+            "rss_early",
+            f"worker RSS after {k(plan.rss_early)} jobs",
+            "MiB",
+            higher_is_better=False,
+            digits=1,
+        ),
+        Metric(
+            "rss_late",
+            f"worker RSS after {k(plan.rss_jobs)} jobs",
+            "MiB",
+            higher_is_better=False,
+            digits=1,
+        ),
+    ]
+    return rows
+
+
+def _count(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return str(n)
+
+
+def _num(value: float, digits: int) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def cell(samples: Sequence[float], baseline: Sequence[float] | None, m: Metric) -> str:
+    med = statistics.median(samples)
+    text = f"**{_num(med, m.digits)}**"
+    if len(samples) > 1:
+        lo, hi = _num(min(samples), m.digits), _num(max(samples), m.digits)
+        text += f" ({lo}{DASH}{hi})"
+    if baseline:
+        text += f" {TIMES}{med / statistics.median(baseline):.2f}"
+    return text
+
+
+def render(
+    results: Mapping[str, Samples],
+    labels: Mapping[str, str],
+    baseline: str,
+    plan: Plan,
+    skipped: Mapping[str, str],
+    notes: Sequence[str] = (),
+) -> str:
+    systems = list(results)
+    header = ["metric", "unit", *(labels[s] for s in systems)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * 2 + "---:|" * len(systems),
+    ]
+    for m in metrics(plan):
+        if not any(m.key in results[s] for s in systems):
+            continue
+        unit = m.unit + ("" if m.higher_is_better else f" {DOWN}")
+        row = [m.label, unit]
+        base = results.get(baseline, {}).get(m.key)
+        for s in systems:
+            samples = results[s].get(m.key)
+            if not samples:
+                row.append(DASH)
+            else:
+                row.append(cell(samples, None if s == baseline else base, m))
+        lines.append("| " + " | ".join(row) + " |")
+    out = ["\n".join(lines), ""]
+    out.append(
+        f"Median of {plan.runs} run(s), (min{DASH}max), {TIMES}ratio = median / "
+        f"{baseline} median; {DOWN} = lower is better. RSS figures: one run."
+    )
+    out += [f"- {n}" for n in notes]
+    out += [f"- {s}: skipped: {why}" for s, why in skipped.items()]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,81 @@
+-- Retention: what pgjobs.retention deletes. Only finished jobs are ever
+-- listed or deleted; todo and doing jobs are never touched.
+
+-- name: retention_jobs_finished_before --
+-- Jobs in one of the given (finished) statuses whose last event is older
+-- than the cutoff: finished strictly before now - older_than.
+WITH params AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval AS cutoff
+)
+SELECT DISTINCT event.job_id AS id
+  FROM params, procrastinate_events AS event
+  JOIN procrastinate_jobs AS job ON job.id = event.job_id
+ WHERE event.type IN ('succeeded', 'failed', 'cancelled', 'aborted')
+   AND event.at < params.cutoff
+   AND job.status = ANY(%(statuses)s::procrastinate_job_status[])
+   AND NOT EXISTS (SELECT
+                     FROM procrastinate_events AS later
+                    WHERE later.job_id = job.id AND later.at >= params.cutoff);
+
+-- name: retention_jobs_beyond_keep --
+-- Per task, the jobs in the given statuses after the `keep` most recently
+-- enqueued ones.
+SELECT ranked.id
+  FROM (SELECT job.id,
+               row_number() OVER (PARTITION BY job.task_name ORDER BY job.id DESC)
+                   AS newest
+          FROM procrastinate_jobs AS job
+         WHERE job.status = ANY(%(statuses)s::procrastinate_job_status[])) AS ranked
+ WHERE ranked.newest > %(keep)s;
+
+-- name: retention_delete_jobs --
+-- The status is checked again: a job retried since it was listed stays.
+WITH deleted AS (
+    DELETE FROM procrastinate_jobs
+     WHERE id = ANY(%(ids)s::bigint[])
+       AND status = ANY(%(statuses)s::procrastinate_job_status[])
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- name: retention_count_dead_letters --
+SELECT count(*) AS count
+  FROM pgjobs.dead_letters
+ WHERE created_at < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval;
+
+-- name: retention_delete_dead_letters --
+WITH batch AS (
+    SELECT id
+      FROM pgjobs.dead_letters
+     WHERE created_at < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval
+     ORDER BY id
+     LIMIT %(batch_size)s
+       FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM pgjobs.dead_letters AS letter
+     USING batch
+     WHERE letter.id = batch.id
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- name: retention_count_error_history --
+SELECT count(*) AS count
+  FROM pgjobs.job_errors
+ WHERE failed_at < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval;
+
+-- name: retention_delete_error_history --
+WITH batch AS (
+    SELECT id
+      FROM pgjobs.job_errors
+     WHERE failed_at < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval
+     ORDER BY id
+     LIMIT %(batch_size)s
+       FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM pgjobs.job_errors AS error
+     USING batch
+     WHERE error.id = batch.id
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;

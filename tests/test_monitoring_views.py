@@ -1,0 +1,285 @@
+"""The monitoring views, fed with jobs and events at known times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs import monitoring, schema
+from pgjobs.monitoring import MonitoringOptions
+from tests.monitoring_support import add_dead_letter, add_job, add_worker, finished
+
+VIEWS = [
+    "queue_stats",
+    "task_stats",
+    "workers",
+    "stalled_jobs",
+    "breaker_states",
+    "health",
+]
+
+
+def by_name(rows: list[Any], key: str) -> dict[str, Any]:
+    return {getattr(row, key): row for row in rows}
+
+
+def test_empty_database_has_no_rows_and_is_healthy(db_url: str) -> None:
+    snapshot = monitoring.snapshot(db_url)
+    assert snapshot.queues == snapshot.tasks == snapshot.workers == []
+    assert snapshot.problems == [] and snapshot.stalled_jobs == []
+
+
+def test_views_never_expose_job_arguments(conn: psycopg.Connection[Any]) -> None:
+    rows = conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'pgjobs' AND table_name = ANY(%s)",
+        (VIEWS,),
+    ).fetchall()
+    assert {r[0] for r in rows} == set(VIEWS)
+    assert not [r for r in rows if r[1] in ("args", "task_kwargs", "traceback")]
+
+
+def test_queue_stats(conn: psycopg.Connection[Any], db_url: str) -> None:
+    worker = add_worker(conn)
+    # emails: two ready jobs (queued 120 s and 30 s ago), one for later, one
+    # running, three succeeded and one failed within the hour, one succeeded
+    # two hours ago, a retried job ready since its retry time (10 s ago).
+    add_job(conn, queue="emails", events=[("deferred", 120)])
+    add_job(conn, queue="emails", events=[("deferred", 30)])
+    add_job(conn, queue="emails", scheduled_in=3600, events=[("deferred", 5)])
+    add_job(
+        conn,
+        queue="emails",
+        scheduled_in=-10,
+        attempts=1,
+        events=[
+            *finished(3000, 1, "deferred_for_retry")[:2],
+            ("deferred_for_retry", 50),
+        ],
+    )
+    add_job(
+        conn, queue="emails", status="doing", worker_id=worker, events=[("started", 1)]
+    )
+    for ago in (600, 700, 800):
+        add_job(conn, queue="emails", status="succeeded", events=finished(ago, 2))
+    add_job(conn, queue="emails", status="failed", events=finished(300, 1, "failed"))
+    add_job(conn, queue="emails", status="succeeded", events=finished(7200, 2))
+    add_dead_letter(conn, queue="emails")
+    add_dead_letter(conn, queue="emails", created_ago=86400)
+    add_dead_letter(conn, queue="emails", replayed=True)
+    # reports: only a dead letter.
+    add_dead_letter(conn, queue="reports", task="report")
+    conn.commit()
+
+    queues = by_name(monitoring.queue_stats(db_url), "queue_name")
+    assert set(queues) == {"emails", "reports"}
+    emails = queues["emails"]
+    assert (emails.waiting, emails.scheduled, emails.running) == (3, 1, 1)
+    assert (emails.succeeded, emails.failed, emails.dead_letters) == (3, 1, 2)
+    assert 120 <= emails.oldest_waiting_s < 130
+    reports = queues["reports"]
+    assert (reports.waiting, reports.succeeded, reports.dead_letters) == (0, 0, 1)
+    assert reports.oldest_waiting_s == 0
+
+    # A 3-hour window also counts the job that succeeded two hours ago.
+    wide = monitoring.queue_stats(db_url, MonitoringOptions(stats_window=3 * 3600))
+    assert by_name(wide, "queue_name")["emails"].succeeded == 4
+    # The same from plain SQL, with the session setting.
+    with psycopg.connect(db_url, autocommit=True) as sql_conn:
+        sql_conn.execute("SET pgjobs.stats_window = '3 hours'")
+        row = sql_conn.execute(
+            "SELECT succeeded FROM pgjobs.queue_stats WHERE queue_name = 'emails'"
+        ).fetchone()
+    assert row == (4,)
+
+
+def test_oldest_waiting_counts_from_retry_time(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    add_job(
+        conn,
+        scheduled_in=-10,
+        events=[("deferred", 3000), ("started", 2990), ("deferred_for_retry", 50)],
+    )
+    conn.commit()
+    [queue] = monitoring.queue_stats(db_url)
+    assert queue.waiting == 1
+    assert 10 <= queue.oldest_waiting_s < 15
+
+
+def test_task_stats(conn: psycopg.Connection[Any], db_url: str) -> None:
+    # A: queued 110 s ago, ran 100 -> 98 s ago (2 s).
+    add_job(
+        conn,
+        task="sync",
+        status="succeeded",
+        events=[("deferred", 110), ("started", 100), ("succeeded", 98)],
+    )
+    # B: scheduled to run 65 s ago, started 60 s ago, ran 4 s.
+    add_job(
+        conn,
+        task="sync",
+        status="succeeded",
+        events=[
+            ("deferred", 70),
+            ("scheduled", 65),
+            ("started", 60),
+            ("succeeded", 56),
+        ],
+    )
+    # C: first attempt 1 s then retried (due 35 s ago), second attempt 10 s, failed.
+    add_job(
+        conn,
+        task="sync",
+        status="failed",
+        attempts=2,
+        events=[
+            ("deferred", 55),
+            ("started", 50),
+            ("deferred_for_retry", 49),
+            ("scheduled", 35),
+            ("started", 30),
+            ("failed", 20),
+        ],
+    )
+    # D: two hours ago, outside the window.
+    add_job(conn, task="sync", status="succeeded", events=finished(7200, 100))
+    # Another task, still running.
+    add_job(
+        conn, task="report", status="doing", events=[("deferred", 9), ("started", 3)]
+    )
+    conn.commit()
+
+    tasks = by_name(monitoring.task_stats(db_url), "task_name")
+    assert set(tasks) == {"sync", "report"}
+    sync = tasks["sync"]
+    assert (sync.started, sync.runs) == (4, 4)
+    assert (sync.succeeded, sync.failed, sync.retried, sync.aborted) == (2, 1, 1, 0)
+    assert sync.failure_rate == pytest.approx(0.5)
+    # Run times 1, 2, 4, 10 s (continuous percentiles).
+    assert sync.p50_s == pytest.approx(3.0)
+    assert sync.p95_s == pytest.approx(9.1)
+    assert sync.p99_s == pytest.approx(9.82)
+    assert sync.mean_s == pytest.approx(4.25)
+    assert sync.max_s == pytest.approx(10.0)
+    # Waits 10, 5, 5, 5 s.
+    assert sync.mean_wait_s == pytest.approx(6.25)
+
+    report = tasks["report"]
+    assert (report.started, report.runs, report.succeeded) == (1, 0, 0)
+    assert report.failure_rate is None and report.p50_s is None
+    assert report.mean_wait_s == pytest.approx(6.0)
+
+
+def test_workers_and_stalled_jobs(conn: psycopg.Connection[Any], db_url: str) -> None:
+    live = add_worker(conn, heartbeat_ago=2)
+    silent = add_worker(conn, heartbeat_ago=60)
+    for _ in range(2):
+        add_job(conn, status="doing", worker_id=live, events=[("started", 5)])
+    stalled_one = add_job(
+        conn, task="etl", status="doing", worker_id=silent, events=[("started", 90)]
+    )
+    orphan = add_job(conn, task="etl", status="doing", events=[("started", 40)])
+    conn.commit()
+
+    workers = {w.worker_id: w for w in monitoring.workers(db_url)}
+    assert workers[live].alive and workers[live].running_jobs == 2
+    assert not workers[silent].alive and workers[silent].running_jobs == 1
+    assert 60 <= workers[silent].heartbeat_age_s < 70
+
+    stalled = monitoring.stalled_jobs(db_url)
+    assert [s.job_id for s in stalled] == [stalled_one, orphan]
+    assert stalled[0].worker_id == silent and stalled[0].last_heartbeat is not None
+    assert stalled[1].worker_id is None and stalled[1].last_heartbeat is None
+    assert stalled[0].started_at is not None
+
+    # With a 2-minute stalled timeout, only the orphan (no worker) is stalled.
+    patient = MonitoringOptions(stalled_after=120)
+    assert [s.job_id for s in monitoring.stalled_jobs(db_url, patient)] == [orphan]
+    assert all(w.alive for w in monitoring.workers(db_url, patient))
+
+
+def test_health(conn: psycopg.Connection[Any], db_url: str) -> None:
+    silent = add_worker(conn, heartbeat_ago=60)
+    stalled = add_job(
+        conn, task="etl", status="doing", worker_id=silent, events=[("started", 90)]
+    )
+    add_job(conn, queue="slow", events=[("deferred", 600)])  # waiting 10 min
+    add_job(conn, queue="fast", events=[("deferred", 5)])
+    add_dead_letter(conn, task="billing", created_ago=60)
+    add_dead_letter(conn, task="billing", created_ago=120)
+    add_dead_letter(conn, task="old", created_ago=7200)
+    add_dead_letter(conn, task="handled", replayed=True)
+    conn.commit()
+
+    problems = monitoring.health(db_url)
+    assert [(p.check, p.subject, p.severity) for p in problems] == [
+        ("stalled_job", f"job {stalled}", "critical"),
+        ("new_dead_letters", "task billing", "warning"),
+        ("queue_latency", "queue slow", "warning"),
+    ]
+    assert f"worker {silent} silent for" in problems[0].detail
+    assert problems[1].detail.startswith("2 new dead letter(s) in the last 01:00:00")
+
+    relaxed = MonitoringOptions(
+        stalled_after=300, max_latency=900, dead_letter_threshold=2
+    )
+    assert monitoring.health(db_url, relaxed) == []
+    # Three hours of dead letters: 'old' counts too.
+    wide = MonitoringOptions(dead_letter_window=3 * 3600, stalled_after=300)
+    assert {p.subject for p in monitoring.health(db_url, wide)} == {
+        "task billing",
+        "task old",
+        "queue slow",
+    }
+
+
+def test_breaker_states_view(conn: psycopg.Connection[Any], db_url: str) -> None:
+    conn.execute(
+        "INSERT INTO pgjobs.breakers (name, state, failure_threshold,"
+        " recovery_window, success_threshold, failure_count, opened_at, reopens_at,"
+        " last_error) VALUES ('crm', 'open', 3, '1 minute', 1, 3, now(),"
+        " now() + interval '1 minute', 'secret detail')"
+    )
+    conn.commit()
+    [breaker] = monitoring.snapshot(db_url).breakers
+    assert (breaker.name, breaker.state, breaker.failure_count) == ("crm", "open", 3)
+    assert breaker.reopens_at is not None
+
+
+def test_health_reports_overdue_schedules(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    # pgjobs.periodic_health comes from revision 0004 (runtime schedules).
+    # Without it, a stand-in with the agreed columns shows how health reads it.
+    exists = conn.execute(
+        "SELECT to_regclass('pgjobs.periodic_health') IS NOT NULL"
+    ).fetchone()
+    if exists == (False,):
+        conn.execute(
+            "CREATE TABLE pgjobs.periodic_health (name text, task_name text,"
+            " expected_interval interval, last_enqueued_at timestamptz,"
+            " last_success_at timestamptz, last_failure_at timestamptz,"
+            " last_error text, overdue boolean)"
+        )
+        conn.commit()
+        conn.close()
+        schema.downgrade(db_url, "0004")
+        schema.upgrade(db_url)
+        with psycopg.connect(db_url) as seed:
+            seed.execute(
+                "INSERT INTO pgjobs.periodic_health VALUES"
+                " ('nightly', 'reports.nightly', '1 day', now() - interval '2 days',"
+                "  now() - interval '2 days', NULL, NULL, true),"
+                " ('hourly', 'sync.hourly', '1 hour', now(), now(), NULL, NULL, false)"
+            )
+    else:
+        pytest.skip("periodic_health is the schedules view: see its own tests")
+    problems = monitoring.health(db_url)
+    assert [(p.check, p.subject, p.severity) for p in problems] == [
+        ("overdue_schedule", "schedule nightly", "critical")
+    ]
+    assert problems[0].detail.startswith("reports.nightly: last success ")
+    assert problems[0].detail.endswith("expected every 1 day")

@@ -1,0 +1,65 @@
+"""The schedule examples run end to end against a real database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import ROOT, cli_env
+
+pytestmark = pytest.mark.slow
+
+
+def run_example(module: str, db_url: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        env=cli_env(db_url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def rows(db_url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_daily_maintenance(db_url: str) -> None:
+    out = run_example("examples.daily_maintenance", db_url)
+    assert "daily maintenance: 2 processed, 1 error(s) in" in out
+    assert rows(
+        db_url,
+        "SELECT title, archived_at IS NOT NULL FROM examples_documents ORDER BY id",
+    ) == [("Q1 plan", True), (None, False), ("Q2 plan", True), ("This week", False)]
+    assert rows(db_url, "SELECT status::text FROM procrastinate_jobs") == [
+        ("succeeded",)
+    ]
+
+
+def test_weekly_report(db_url: str) -> None:
+    out = run_example("examples.weekly_report", db_url)
+    assert "visitors: unavailable (ConnectionError: analytics.example.com" in out
+    assert "dead_letters: {}" in out
+    [(body,)] = rows(db_url, "SELECT body FROM examples_weekly_reports")
+    assert set(body["unavailable"]) == {"visitors"}
+    assert rows(db_url, "SELECT status::text FROM procrastinate_jobs") == [
+        ("succeeded",)
+    ]
+
+
+def test_job_health_check(db_url: str) -> None:
+    out = run_example("examples.job_health_check", db_url)
+    assert "nightly-export: OVERDUE (expected every 1 day, 0:00:00)" in out
+    assert "hourly-prices: ok (expected every 1:00:00)" in out
+    assert "1 alert(s) sent" in out
+    assert rows(db_url, "SELECT name FROM pgjobs.periodic_health WHERE overdue") == [
+        ("nightly-export",)
+    ]
