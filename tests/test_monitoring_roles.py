@@ -127,12 +127,16 @@ def test_monitor_reads_views_only(
     assert health.returncode == 0, health.stderr
     metrics = run_cli("metrics", db_url=url)
     assert metrics.returncode == 0 and "pgjobs_up 1.0" in metrics.stdout
+    schedule_health = run_cli("schedules", "health", "--json", db_url=url)
+    assert schedule_health.returncode == 0, schedule_health.stderr
+    assert json.loads(schedule_health.stdout) == []
 
     for statement in (
         "SELECT args FROM procrastinate_jobs",
         "SELECT args FROM pgjobs.dead_letters",
         "SELECT * FROM pgjobs.job_errors",
         "SELECT * FROM pgjobs.breakers",
+        "SELECT args FROM pgjobs.schedules",
         "DELETE FROM procrastinate_jobs",
         "SELECT pgjobs.defer_jobs(ARRAY[]::procrastinate_job_to_defer_v1[])",
     ):

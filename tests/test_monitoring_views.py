@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs import monitoring, schema
+from pgjobs import monitoring
 from pgjobs.monitoring import MonitoringOptions
 from tests.monitoring_support import add_dead_letter, add_job, add_worker, finished
 
@@ -252,34 +252,24 @@ def test_breaker_states_view(conn: psycopg.Connection[Any], db_url: str) -> None
 def test_health_reports_overdue_schedules(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:
-    # pgjobs.periodic_health comes from revision 0004 (runtime schedules).
-    # Without it, a stand-in with the agreed columns shows how health reads it.
-    exists = conn.execute(
-        "SELECT to_regclass('pgjobs.periodic_health') IS NOT NULL"
-    ).fetchone()
-    if exists == (False,):
-        conn.execute(
-            "CREATE TABLE pgjobs.periodic_health (name text, task_name text,"
-            " expected_interval interval, last_enqueued_at timestamptz,"
-            " last_success_at timestamptz, last_failure_at timestamptz,"
-            " last_error text, overdue boolean)"
-        )
-        conn.commit()
-        conn.close()
-        schema.downgrade(db_url, "0004")
-        schema.upgrade(db_url)
-        with psycopg.connect(db_url) as seed:
-            seed.execute(
-                "INSERT INTO pgjobs.periodic_health VALUES"
-                " ('nightly', 'reports.nightly', '1 day', now() - interval '2 days',"
-                "  now() - interval '2 days', NULL, NULL, true),"
-                " ('hourly', 'sync.hourly', '1 hour', now(), now(), NULL, NULL, false)"
-            )
-    else:
-        pytest.skip("periodic_health is the schedules view: see its own tests")
+    # A daily schedule active for 2 days without a success is overdue (grace:
+    # 10% of a day); an hourly one that succeeded a minute ago is not.
+    conn.execute(
+        "INSERT INTO pgjobs.schedules (name, task_name, cron, expected_interval,"
+        " next_run_at, active_since, last_success_at) VALUES"
+        " ('nightly', 'reports.nightly', '0 0 * * *', '1 day', now(),"
+        "  now() - interval '2 days', NULL),"
+        " ('hourly', 'sync.hourly', '0 * * * *', '1 hour', now(),"
+        "  now() - interval '2 days', now() - interval '1 minute')"
+    )
+    conn.commit()
     problems = monitoring.health(db_url)
     assert [(p.check, p.subject, p.severity) for p in problems] == [
         ("overdue_schedule", "schedule nightly", "critical")
     ]
-    assert problems[0].detail.startswith("reports.nightly: last success ")
-    assert problems[0].detail.endswith("expected every 1 day")
+    assert problems[0].detail == (
+        "reports.nightly: last success never, expected every 1 day"
+    )
+    conn.execute("UPDATE pgjobs.schedules SET paused = true WHERE name = 'nightly'")
+    conn.commit()
+    assert monitoring.health(db_url) == []

@@ -195,29 +195,17 @@ SELECT breaker.name,
   FROM pgjobs.breakers AS breaker;
 
 -- Overdue periodic tasks as health rows, from pgjobs.periodic_health
--- (revision 0004). Built only when that view exists, so this revision also
--- applies on a schema without runtime schedules (then it has no rows).
-DO $$
-BEGIN
-    IF to_regclass('pgjobs.periodic_health') IS NOT NULL THEN
-        CREATE VIEW pgjobs.health_overdue_schedules AS
-        SELECT 'overdue_schedule'::text AS "check",
-               'schedule ' || schedule.name AS subject,
-               format('%s: last success %s, expected every %s',
-                      schedule.task_name,
-                      coalesce(schedule.last_success_at::text, 'never'),
-                      schedule.expected_interval) AS detail,
-               'critical'::text AS severity
-          FROM pgjobs.periodic_health AS schedule
-         WHERE schedule.overdue;
-    ELSE
-        CREATE VIEW pgjobs.health_overdue_schedules AS
-        SELECT NULL::text AS "check", NULL::text AS subject, NULL::text AS detail,
-               NULL::text AS severity
-         WHERE false;
-    END IF;
-END;
-$$;
+-- (revision 0004).
+CREATE VIEW pgjobs.health_overdue_schedules AS
+SELECT 'overdue_schedule'::text AS "check",
+       'schedule ' || schedule.name AS subject,
+       format('%s: last success %s, expected every %s',
+              schedule.task_name,
+              coalesce(schedule.last_success_at::text, 'never'),
+              schedule.expected_interval) AS detail,
+       'critical'::text AS severity
+  FROM pgjobs.periodic_health AS schedule
+ WHERE schedule.overdue;
 
 -- One row per problem; no rows when all is well.
 CREATE VIEW pgjobs.health AS
@@ -338,7 +326,8 @@ BEGIN
         GRANT USAGE ON SCHEMA pgjobs TO pgjobs_monitor;
         GRANT SELECT
             ON pgjobs.queue_stats, pgjobs.task_stats, pgjobs.workers,
-               pgjobs.stalled_jobs, pgjobs.breaker_states, pgjobs.health
+               pgjobs.stalled_jobs, pgjobs.breaker_states, pgjobs.health,
+               pgjobs.periodic_health
             TO pgjobs_monitor;
     END IF;
 END;
