@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-import sqlalchemy
-from alembic import command, op
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.pool import NullPool
 
 from pgjobs import database, resources
 from pgjobs.errors import SchemaError
 from pgjobs.settings import Settings
+
+if TYPE_CHECKING:  # alembic and SQLAlchemy are imported on use: CLI start-up
+    import sqlalchemy
+    from alembic.config import Config
 
 VERSION_TABLE = "pgjobs_alembic_version"
 
@@ -41,6 +39,8 @@ def _config(
     connection: sqlalchemy.Connection | None = None,
     output: io.StringIO | None = None,
 ) -> Config:
+    from alembic.config import Config
+
     config = Config(output_buffer=output, stdout=output or io.StringIO())
     config.set_main_option("script_location", str(resources.migrations_dir()))
     if connection is not None:
@@ -54,6 +54,9 @@ def _config(
 
 def engine_for(conninfo: str) -> sqlalchemy.Engine:
     """A SQLAlchemy engine on psycopg 3 for any libpq conninfo (incl. sockets)."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
     return sqlalchemy.create_engine(
         "postgresql+psycopg://",
         creator=lambda: psycopg.connect(conninfo),
@@ -62,6 +65,8 @@ def engine_for(conninfo: str) -> sqlalchemy.Engine:
 
 
 def _run(action: Any, *args: Any) -> None:
+    import sqlalchemy.exc
+
     try:
         action(*args)
     except psycopg.Error as exc:
@@ -83,6 +88,8 @@ def upgrade(
     connection: sqlalchemy.Connection | None = None,
 ) -> None:
     """Bring the database to ``revision`` (default: the latest)."""
+    from alembic import command
+
     _run(command.upgrade, _config(target, connection=connection), revision)
 
 
@@ -93,11 +100,15 @@ def downgrade(
     connection: sqlalchemy.Connection | None = None,
 ) -> None:
     """Step the schema back to ``revision`` ("base" removes everything)."""
+    from alembic import command
+
     _run(command.downgrade, _config(target, connection=connection), revision)
 
 
 def upgrade_sql(from_revision: str | None = None, to_revision: str = "head") -> str:
     """The SQL ``upgrade`` would run, without a database (offline mode)."""
+    from alembic import command
+
     output = io.StringIO()
     config = _config(output=output)
     span = f"{from_revision}:{to_revision}" if from_revision else to_revision
@@ -106,6 +117,8 @@ def upgrade_sql(from_revision: str | None = None, to_revision: str = "head") -> 
 
 
 def downgrade_sql(from_revision: str = "head", to_revision: str = "base") -> str:
+    from alembic import command
+
     output = io.StringIO()
     _run(
         command.downgrade,
@@ -120,6 +133,8 @@ def current(target: Settings | str) -> str | None:
     """The revision the database is at, or ``None`` if pgjobs never migrated it."""
     info = database.conninfo(target) if isinstance(target, Settings) else target
     database.connect(info).close()
+    from alembic.runtime.migration import MigrationContext
+
     engine = engine_for(info)
     with engine.connect() as connection:
         context = MigrationContext.configure(
@@ -130,6 +145,8 @@ def current(target: Settings | str) -> str | None:
 
 def history() -> list[Revision]:
     """All revisions, newest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_config())
     heads = set(script.get_heads())
     return [
@@ -144,6 +161,8 @@ def history() -> list[Revision]:
 
 
 def head() -> str:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_config())
     head_revision = script.get_current_head()
     assert head_revision is not None
@@ -155,6 +174,8 @@ def head() -> str:
 
 def run_sql_file(relative_path: str) -> None:
     """Apply one SQL file from ``sql/`` inside the current migration."""
+    from alembic import op
+
     text = resources.read_sql(relative_path)
     context = op.get_context()
     if context.as_sql:
@@ -165,4 +186,6 @@ def run_sql_file(relative_path: str) -> None:
 
 def scalar(sql_text: str) -> Any:
     """One value from a read-only query inside the current (online) migration."""
+    from alembic import op
+
     return op.get_bind().exec_driver_sql(sql_text).scalar()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from pgjobs import App
 from tests.conftest import ROOT, cli_env
+from tests.support import wait_for as wait_for
 
 
 async def run_worker(app: App, **options: Any) -> None:
@@ -29,18 +29,6 @@ async def run_worker(app: App, **options: Any) -> None:
 def one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
     row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
     return None if row is None else (row[0] if len(row) == 1 else row)
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

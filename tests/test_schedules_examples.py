@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from typing import Any
-
-import psycopg
 import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.support import rows, run_example
 
 pytestmark = pytest.mark.slow
-
-
-def run_example(module: str, db_url: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", module],
-        env=cli_env(db_url),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def rows(db_url: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url) as conn:
-        return conn.execute(query).fetchall()
 
 
 def test_daily_maintenance(db_url: str) -> None:

@@ -14,20 +14,9 @@ import pytest
 
 from tests.apps import RUNS_TABLE
 from tests.conftest import ROOT, cli_env
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def scalar(url: str, query: str, *params: Any) -> Any:

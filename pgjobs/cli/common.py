@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pgjobs import logs
+from pgjobs.errors import AppNotFound, InvalidJobOptions, InvalidPayload
 from pgjobs.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pgjobs.app import App
 
 
 class State:
@@ -26,12 +31,58 @@ class State:
             logs.configure(self._settings)
         return self._settings
 
+    def load_app(self, app_path: str | None) -> App:
+        """The App at ``--app`` (or ``PGJOBS_APP``), imported."""
+        from pgjobs import worker as worker_module
+
+        path = app_path or self.settings.app
+        if not path:
+            raise AppNotFound(
+                "no app given: pass --app mypackage.jobs.app or set PGJOBS_APP"
+            )
+        return worker_module.load_app(path)
+
 
 pass_state = click.make_pass_decorator(State)
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
 )
+
+app_option = click.option(
+    "--app", "app_path", help="Dotted path of your App (or PGJOBS_APP)."
+)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> datetime.timedelta:
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` (a bare number is seconds)."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS else "s"
+    number = value[:-1] if value[-1:] in _UNITS else value
+    try:
+        amount = float(number)
+    except ValueError:
+        raise InvalidJobOptions(
+            f"invalid age {text!r}: use e.g. 30s, 15m, 12h, 7d, 2w"
+        ) from None
+    if amount < 0:
+        raise InvalidJobOptions(f"invalid age {text!r}: must not be negative")
+    return datetime.timedelta(seconds=amount * _UNITS[unit])
+
+
+def parse_args_json(text: str) -> dict[str, Any]:
+    """``--args``: a JSON object of the task's keyword arguments."""
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPayload(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidPayload(
+            '--args must be a JSON object of keyword arguments, e.g. {"order_id": 42}'
+        )
+    return payload
 
 
 def _plain(value: Any) -> Any:

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 
 from pgjobs import database
-from pgjobs import worker as worker_module
-from pgjobs.cli.common import State, json_option, pass_state, print_json
-from pgjobs.errors import AppNotFound, InvalidPayload
-
-
-def _payload(text: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidPayload(f"--args is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidPayload(
-            '--args must be a JSON object of keyword arguments, e.g. {"order_id": 42}'
-        )
-    return payload
+from pgjobs.cli.common import (
+    State,
+    app_option,
+    json_option,
+    parse_args_json,
+    pass_state,
+    print_json,
+)
 
 
 @click.command()
@@ -34,7 +24,7 @@ def _payload(text: str) -> dict[str, Any]:
     show_default=True,
     help="Task arguments as a JSON object.",
 )
-@click.option("--app", "app_path", help="Dotted path of your App (or PGJOBS_APP).")
+@app_option
 @click.option("--queue", help="Queue (default: the task's).")
 @click.option("--priority", type=int, help="Higher runs first (default: the task's).")
 @click.option(
@@ -72,13 +62,8 @@ def defer(
 
     Example: pgjobs defer send_email --args '{"user_id": 42}' --app myapp.jobs.app
     """
-    payload = _payload(args_json)
-    path = app_path or state.settings.app
-    if not path:
-        raise AppNotFound(
-            "no app given: pass --app mypackage.jobs.app or set PGJOBS_APP"
-        )
-    app = worker_module.load_app(path)
+    payload = parse_args_json(args_json)
+    app = state.load_app(app_path)
     options = {
         "queue": queue,
         "priority": priority,

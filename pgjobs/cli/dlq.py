@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
-
 import click
 
 from pgjobs import dead_letters
-from pgjobs.cli.common import State, json_option, pass_state, print_json, print_table
-from pgjobs.errors import InvalidJobOptions
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_age(text: str) -> datetime.timedelta:
-    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` (a bare number is seconds)."""
-    value = text.strip().lower()
-    unit = value[-1:] if value[-1:] in _UNITS else "s"
-    number = value[:-1] if value[-1:] in _UNITS else value
-    try:
-        amount = float(number)
-    except ValueError:
-        raise InvalidJobOptions(
-            f"invalid age {text!r}: use e.g. 30s, 15m, 12h, 7d, 2w"
-        ) from None
-    if amount < 0:
-        raise InvalidJobOptions(f"invalid age {text!r}: must not be negative")
-    return datetime.timedelta(seconds=amount * _UNITS[unit])
+from pgjobs.cli.common import (
+    State,
+    json_option,
+    parse_age,
+    pass_state,
+    print_json,
+    print_table,
+)
 
 
 def filters(func: click.decorators.FC) -> click.decorators.FC:

@@ -12,8 +12,14 @@ import click
 
 from pgjobs import metrics as metrics_module
 from pgjobs import monitoring
-from pgjobs.cli.common import State, json_option, pass_state, print_json, print_table
-from pgjobs.cli.dlq import parse_age
+from pgjobs.cli.common import (
+    State,
+    json_option,
+    parse_age,
+    pass_state,
+    print_json,
+    print_table,
+)
 from pgjobs.errors import PgjobsError
 
 

@@ -7,8 +7,7 @@ import dataclasses
 import click
 
 from pgjobs import retention
-from pgjobs.cli.common import State, json_option, pass_state, print_json
-from pgjobs.cli.dlq import parse_age
+from pgjobs.cli.common import State, json_option, parse_age, pass_state, print_json
 
 
 @click.command()

@@ -2,45 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
 from pgjobs import schedules as schedules_module
-from pgjobs import worker as worker_module
-from pgjobs.app import App
-from pgjobs.cli.common import State, json_option, pass_state, print_json, print_table
-from pgjobs.cli.dlq import parse_age
-from pgjobs.errors import AppNotFound, InvalidPayload, InvalidSchedule
-
-app_option = click.option(
-    "--app", "app_path", help="Dotted path of your App (or PGJOBS_APP)."
+from pgjobs.cli.common import (
+    State,
+    app_option,
+    json_option,
+    parse_age,
+    parse_args_json,
+    pass_state,
+    print_json,
+    print_table,
 )
-
-
-def _app(state: State, app_path: str | None) -> App:
-    path = app_path or state.settings.app
-    if not path:
-        raise AppNotFound(
-            "no app given: pass --app mypackage.jobs.app or set PGJOBS_APP"
-        )
-    return worker_module.load_app(path)
+from pgjobs.errors import InvalidSchedule
 
 
 def _args(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidPayload(f"--args is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidPayload(
-            '--args must be a JSON object of keyword arguments, e.g. {"report": "x"}'
-        )
-    return payload
+    return None if text is None else parse_args_json(text)
 
 
 def _every(text: str | None) -> float | None:
@@ -158,7 +140,7 @@ def add(
     """
     if (cron is None) == (every is None):
         raise InvalidSchedule("give exactly one of --cron and --every")
-    app = _app(state, app_path)
+    app = state.load_app(app_path)
     schedule = schedules_module.add_schedule(
         app.settings,
         app,
@@ -202,7 +184,7 @@ def change(
     """Change schedule NAME; options left out keep their value."""
     if cron is not None and every is not None:
         raise InvalidSchedule("give at most one of --cron and --every")
-    app = _app(state, app_path)
+    app = state.load_app(app_path)
     options: dict[str, Any] = {}
     if queueing_lock is not None:
         options["queueing_lock"] = queueing_lock or None

@@ -5,12 +5,11 @@ from __future__ import annotations
 import click
 
 from pgjobs import worker as worker_module
-from pgjobs.cli.common import State, pass_state
-from pgjobs.errors import AppNotFound
+from pgjobs.cli.common import State, app_option, pass_state
 
 
 @click.command()
-@click.option("--app", "app_path", help="Dotted path of your App (or PGJOBS_APP).")
+@app_option
 @click.option(
     "-q",
     "--queue",
@@ -48,14 +47,8 @@ def worker(
     On SIGTERM it claims nothing new and lets running jobs finish (up to the
     grace period).
     """
-    settings = state.settings  # validates settings and sets up logging
-    path = app_path or settings.app
-    if not path:
-        raise AppNotFound(
-            "no app given: pass --app mypackage.jobs.app or set PGJOBS_APP"
-        )
     worker_module.check_queues(queues)
-    app = worker_module.load_app(path)
+    app = state.load_app(app_path)
     worker_module.run(
         app,
         queues=queues,
