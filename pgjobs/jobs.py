@@ -62,6 +62,8 @@ class JobSummary:
     priority: int
     attempts: int
     scheduled_at: datetime.datetime | None
+    #: When the job was enqueued (its ``deferred`` event); None if unknown.
+    enqueued_at: datetime.datetime | None
     progress: int | None
     last_error_type: str | None
     last_error_message: str | None
@@ -90,9 +92,11 @@ def list_jobs(
     queue: str | None = None,
     task: str | None = None,
     status: str | None = None,
+    older_than: datetime.timedelta | None = None,
+    newer_than: datetime.timedelta | None = None,
     limit: int = 50,
 ) -> list[JobSummary]:
-    """Newest jobs first, optionally filtered."""
+    """Newest jobs first, optionally filtered; ages count from the enqueue."""
     if status is not None and status not in STATUSES:
         raise InvalidJobOptions(
             f"unknown status {status!r} (one of {', '.join(STATUSES)})"
@@ -106,6 +110,8 @@ def list_jobs(
             queue=queue,
             task=task,
             status=status,
+            older_than=older_than,
+            newer_than=newer_than,
             limit=limit,
         )
     return [JobSummary(**row) for row in rows]

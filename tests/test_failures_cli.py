@@ -200,3 +200,41 @@ def test_breakers_commands(db_url: str, db: psycopg.Connection[Any]) -> None:
     )
     assert one(db, "SELECT state FROM pgjobs.breakers WHERE name = 'crm'") == "closed"
     assert "no circuit breaker named 'nope'" in unknown
+
+
+def test_jobs_list_age_filters_and_hostile_filters(
+    app: App, db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="t.noop")
+    def noop(n: int) -> None: ...
+
+    old, recent = app.enqueue_many(db, "t.noop", [{"n": 1}, {"n": 2}])
+    db.execute(
+        "UPDATE procrastinate_events SET at = now() - interval '2 days'"
+        " WHERE job_id = %s",
+        [old],
+    )
+    hostile = "t.noop' OR '1'='1"
+    older, newer, everything, injected, bad_age = cli_parallel(
+        db_url,
+        ("jobs", "list", "--older-than", "1d", "--json"),
+        ("jobs", "list", "--newer-than", "1h", "--json"),
+        ("jobs", "list", "--task", "t.noop", "--json"),
+        (
+            "jobs",
+            "list",
+            "--task",
+            hostile,
+            "--queue",
+            "x'; DROP TABLE t; --",
+            "--json",
+        ),
+        ("jobs", "list", "--older-than", "soon", "!error"),
+    )
+    assert [j["id"] for j in older] == [old]
+    assert [j["id"] for j in newer] == [recent]
+    assert [j["id"] for j in everything] == [recent, old]
+    assert everything[1]["enqueued_at"] < everything[0]["enqueued_at"]
+    assert injected == []
+    assert "invalid age 'soon'" in bad_age
+    assert one(db, "SELECT count(*) FROM procrastinate_jobs") == 2

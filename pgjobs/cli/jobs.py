@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from pgjobs import jobs as jobs_module
-from pgjobs.cli.common import State, json_option, pass_state, print_json, print_table
+from pgjobs.cli.common import (
+    State,
+    json_option,
+    parse_age,
+    pass_state,
+    print_json,
+    print_table,
+)
 
 
 @click.group()
@@ -19,6 +26,8 @@ def jobs() -> None:
 @click.option(
     "--status", type=click.Choice(jobs_module.STATUSES), help="Only this state."
 )
+@click.option("--older-than", metavar="AGE", help="Enqueued more than AGE ago (7d).")
+@click.option("--newer-than", metavar="AGE", help="Enqueued within AGE (e.g. 15m).")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
 @json_option
 @pass_state
@@ -27,12 +36,20 @@ def list_(
     queue: str | None,
     task: str | None,
     status: str | None,
+    older_than: str | None,
+    newer_than: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
     """List jobs, newest first."""
     found = jobs_module.list_jobs(
-        state.settings, queue=queue, task=task, status=status, limit=limit
+        state.settings,
+        queue=queue,
+        task=task,
+        status=status,
+        older_than=parse_age(older_than) if older_than else None,
+        newer_than=parse_age(newer_than) if newer_than else None,
+        limit=limit,
     )
     if as_json:
         print_json(found)
@@ -46,6 +63,7 @@ def list_(
                 "status": job.status,
                 "attempts": job.attempts,
                 "progress": job.progress,
+                "enqueued_at": job.enqueued_at,
                 "scheduled_at": job.scheduled_at,
                 "last_error": job.last_error_type,
             }
@@ -58,6 +76,7 @@ def list_(
             "status",
             "attempts",
             "progress",
+            "enqueued_at",
             "scheduled_at",
             "last_error",
         ],

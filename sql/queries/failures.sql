@@ -57,19 +57,27 @@ SELECT job.id, job.queue_name, job.task_name, job.priority, job.lock,
  WHERE job.id = %(job_id)s;
 
 -- name: failures_list_jobs --
--- Newest jobs first, with their last error.
+-- Newest jobs first, with their last error. A job's age counts from its
+-- 'deferred' event (when it was enqueued).
 SELECT job.id, job.queue_name, job.task_name, job.status::text AS status,
-       job.priority, job.attempts, job.scheduled_at,
+       job.priority, job.attempts, job.scheduled_at, enqueued.at AS enqueued_at,
        progress.progress, last_error.error_type AS last_error_type,
        last_error.error_message AS last_error_message
   FROM procrastinate_jobs AS job
   LEFT JOIN pgjobs.job_progress AS progress ON progress.job_id = job.id
+  LEFT JOIN LATERAL (
+       SELECT min(event.at) AS at FROM procrastinate_events AS event
+        WHERE event.job_id = job.id AND event.type = 'deferred') AS enqueued ON true
   LEFT JOIN LATERAL (
        SELECT error_type, error_message FROM pgjobs.job_errors
         WHERE job_id = job.id ORDER BY id DESC LIMIT 1) AS last_error ON true
  WHERE (%(queue)s::text IS NULL OR job.queue_name = %(queue)s)
    AND (%(task)s::text IS NULL OR job.task_name = %(task)s)
    AND (%(status)s::procrastinate_job_status IS NULL OR job.status = %(status)s)
+   AND (%(older_than)s::interval IS NULL
+        OR enqueued.at < now() - %(older_than)s::interval)
+   AND (%(newer_than)s::interval IS NULL
+        OR enqueued.at >= now() - %(newer_than)s::interval)
  ORDER BY job.id DESC
  LIMIT %(limit)s;
 
