@@ -7,7 +7,7 @@ seconds), plus waiting, scheduled and running jobs and dead letters, then
 prints a markdown table of each view's query time. The scratch database is
 dropped at the end unless ``--keep``.
 
-    python scripts/bench_views.py [--jobs 1000000] [--url postgresql://...]
+    python -m bench.views [--jobs 1000000] [--url postgresql://...]   (make bench-views)
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ QUERIES = [
     ("pgjobs.stalled_jobs", "SELECT * FROM pgjobs.stalled_jobs", None),
     ("pgjobs.breaker_states", "SELECT * FROM pgjobs.breaker_states", None),
     ("pgjobs.health", "SELECT * FROM pgjobs.health", None),
+    ("pgjobs.periodic_health", "SELECT * FROM pgjobs.periodic_health", None),
 ]
 
 
