@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format mypy check bench bench-views clean
+.PHONY: install demo test test-fast lint format mypy check bench bench-views faults faults-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,12 +25,12 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pgjobs tests examples migrations
-	$(VENV)/bin/ruff format --check pgjobs tests examples migrations
+	$(VENV)/bin/ruff check pgjobs tests examples migrations bench faults
+	$(VENV)/bin/ruff format --check pgjobs tests examples migrations bench faults
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format pgjobs tests examples migrations
-	$(VENV)/bin/ruff check --fix pgjobs tests examples migrations
+	$(VENV)/bin/ruff format pgjobs tests examples migrations bench faults
+	$(VENV)/bin/ruff check --fix pgjobs tests examples migrations bench faults
 
 mypy: $(STAMP)
 	$(VENV)/bin/mypy
@@ -40,6 +40,14 @@ check: lint mypy test
 ## Benchmarks against stock procrastinate and pgqueuer (see bench/README.md).
 bench: $(STAMP)
 	$(PY) -m bench
+
+## Fault injection (worker kills, database restart, cut connections, locks under
+## concurrency, 10 minutes of sustained load): prints a table; exit 1 if a job is lost.
+faults: $(STAMP)
+	$(PY) -m faults
+
+faults-quick: $(STAMP)
+	$(PY) -m faults --quick
 
 ## The monitoring views timed with 1,000,000 finished jobs in the table.
 bench-views: $(STAMP)

@@ -47,6 +47,10 @@ async def run_until_done(job_ids: list[int]) -> None:
         worker = asyncio.create_task(
             app.run_worker_async(
                 queues=["shipping"],
+                # One call at a time against the shipping API (its rate limit).
+                # With more, the calls already in flight when the breaker
+                # opens still fail: a closed breaker admits every call.
+                concurrency=1,
                 install_signal_handlers=False,
                 fetch_job_polling_interval=0.1,
             )

@@ -1,25 +1,33 @@
-"""procrastinate's JobManager, with pgjobs' enqueue path.
+"""procrastinate's JobManager, with pgjobs' enqueue path and the worker's hot path.
 
 Every procrastinate-style defer (``task.defer()``, ``configure().defer()``,
 ``batch_defer``, with or without ``connection=``) goes through here, so it
 gets the same payload validation and duplicate handling as ``App.enqueue``.
+
+The worker (``pgjobs.job_worker``) claims and finishes jobs in batches here
+(``fetch_jobs``, ``finish_jobs``); failures keep the per-job path below,
+which writes the error row, the retry or final failure, and the dead letter
+in one statement.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import TYPE_CHECKING, Any
 
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import manager, types
 from psycopg.types.json import Jsonb
 
-from pgjobs import dead_letters, error_history, queries
+from pgjobs import dead_letters, error_history, queries, resilience
 from pgjobs.enqueue import check_duplicates
 from pgjobs.tasks import Task
 
 if TYPE_CHECKING:
     from procrastinate import app as procrastinate_app
+
+logger = logging.getLogger("pgjobs.worker")
 
 
 class JobManager(manager.JobManager):
@@ -91,6 +99,56 @@ class JobManager(manager.JobManager):
                     query=query, jobs=rows
                 )
         return self._finish(jobs, rows, results)
+
+    # -- the worker's hot path ---------------------------------------------
+
+    async def fetch_jobs(
+        self, queues: list[str] | None, worker_id: int, limit: int
+    ) -> list[procrastinate_jobs.Job]:
+        """Claim up to ``limit`` jobs, in the order they must start."""
+        rows = await self.connector.execute_query_all_async(
+            query=queries.query("worker_fetch_jobs"),
+            queues=queues,
+            worker_id=worker_id,
+            limit=limit,
+        )
+        rows.sort(key=lambda row: (-row["priority"], row["id"]))
+        return [procrastinate_jobs.Job.from_row(row) for row in rows]
+
+    async def finish_jobs(
+        self, finished: list[tuple[int, procrastinate_jobs.Status, bool]]
+    ) -> set[int]:
+        """Finish ``(job_id, status, delete_job)`` items in one statement.
+
+        Returns the ids finished; a job no longer todo/doing is left alone.
+        """
+        rows = await self.connector.execute_query_all_async(
+            query=queries.query("worker_finish_jobs"),
+            ids=[job_id for job_id, _, _ in finished],
+            statuses=[status.value for _, status, _ in finished],
+            deletes=[delete for _, _, delete in finished],
+        )
+        return {row["id"] for row in rows}
+
+    async def update_heartbeat(self, worker_id: int) -> None:
+        # Re-creates the worker row if it was pruned during an outage.
+        await self.connector.execute_query_async(
+            query=queries.query("worker_heartbeat"), worker_id=worker_id
+        )
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        # At shutdown during an outage: leave the row; the other workers
+        # prune it (and rescue its jobs) once its heartbeat is old.
+        try:
+            await super().unregister_worker(worker_id)
+        except Exception as exc:
+            if not resilience.is_connection_error(exc):
+                raise
+            logger.warning(
+                "could not unregister worker %s: the database is unavailable",
+                worker_id,
+                extra={"action": "unregister_worker_failed", "worker_id": worker_id},
+            )
 
     # -- failures: error row + retry/fail (+ dead letter) in one statement ----
     # The successful path stays procrastinate's own finish_job: no extra write.

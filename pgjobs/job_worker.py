@@ -1,4 +1,4 @@
-"""pgjobs' procrastinate ``Worker`` subclass.
+"""pgjobs' procrastinate ``Worker`` subclass: batched hot path, outage-proof loops.
 
 procrastinate builds its worker in ``App._worker``; pgjobs' App returns this
 class there, so ``procrastinate --app=... worker`` and ``pgjobs worker`` run
@@ -8,17 +8,50 @@ the same code. Features plug in through the App, not by editing this file:
   own side tasks (heartbeat, listener...) and cancelled at shutdown;
 - ``app.task_middleware_defaults`` / ``app.worker_middleware_defaults``:
   middleware every worker of this app uses.
+
+What this class changes in procrastinate's worker (``tests/test_hot_path.py``
+pins the procrastinate code it replaces):
+
+- **Batch claim**: when slots are free, one statement claims as many jobs as
+  there are free slots (``pgjobs.fetch_jobs``: procrastinate's own priority,
+  lock and schedule rules), and they all start at once. Only jobs that can
+  start now are claimed, so nothing waits in memory behind a running job.
+- **Group finish**: successful (and aborted) outcomes are written together:
+  the first finished job starts a write, and the ones that finish meanwhile
+  go in the next one (``pgjobs.finish_jobs``). A job's task ends only once
+  its outcome is stored. Failures keep the per-job path (error history,
+  retry decision, dead letter in one statement).
+- **Outages**: every loop that talks to the database (claims, outcomes,
+  heartbeat, listener, periodic deferrer, abort polling, pgjobs' side tasks)
+  retries a lost connection with capped, jittered backoff instead of stopping
+  the worker; ``pgjobs.resilience`` logs one line when the database goes
+  away and one when it is back. A job that ended during an outage keeps its
+  outcome in memory and is written when the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from procrastinate import job_context, jobs, utils
 from procrastinate import worker as procrastinate_worker
 
+from pgjobs import error_history, resilience
+
 SideTask = Callable[["Worker"], Awaitable[None]]
+
+#: Most jobs claimed by one statement (also bounded by free slots).
+MAX_CLAIM = 100
+#: Most outcomes written by one statement.
+MAX_FINISH = 500
+#: procrastinate log actions only emitted at DEBUG: their extras are skipped
+#: unless DEBUG is on (they serialise the job twice per run).
+_DEBUG_ACTIONS = frozenset({"loaded_job_info", "finish_task"})
 
 
 class Worker(procrastinate_worker.Worker):
@@ -27,10 +60,286 @@ class Worker(procrastinate_worker.Worker):
     ) -> None:
         super().__init__(**kwargs)
         self.extra_side_tasks = list(side_tasks or [])
+        self.outage = resilience.Outage()
+        self._finisher = _Finisher(self)
+
+    # -- claiming ----------------------------------------------------------
+
+    async def _fetch_and_process_jobs(self) -> None:
+        """Claim jobs for every free slot until none is left or asked to stop."""
+        attempt = 0
+        while not self._stop_event.is_set():
+            acquire = asyncio.create_task(self._job_semaphore.acquire())
+            await utils.wait_any(acquire, self._stop_event.wait())
+            if self._stop_event.is_set():
+                if acquire.done():
+                    self._job_semaphore.release()
+                else:
+                    acquire.cancel()
+                return
+            slots = 1
+            while slots < MAX_CLAIM and not self._job_semaphore.locked():
+                await self._job_semaphore.acquire()  # free: returns at once
+                slots += 1
+            self._new_job_event.clear()
+            assert self.worker_id is not None
+            try:
+                claimed = await self.app.job_manager.fetch_jobs(  # type: ignore[attr-defined]
+                    queues=list(self.queues) if self.queues else None,
+                    worker_id=self.worker_id,
+                    limit=slots,
+                )
+            except Exception as exc:
+                for _ in range(slots):
+                    self._job_semaphore.release()
+                if not resilience.is_connection_error(exc):
+                    raise
+                delay = resilience.backoff(attempt)
+                attempt += 1
+                self.outage.failed("claiming jobs", exc, delay)
+                if await resilience.sleep_or_stop(delay, self._stop_event):
+                    return
+                continue
+            attempt = 0
+            self.outage.recovered()
+            for _ in range(slots - len(claimed)):
+                self._job_semaphore.release()
+            for job in claimed:
+                self._start_job(job)
+            if len(claimed) < slots:
+                return  # the queue is empty for now: wait for a notification
+
+    def _start_job(self, job: jobs.Job) -> None:
+        """procrastinate's job start (``Worker._fetch_and_process_jobs``)."""
+        job_id = job.id
+        context = job_context.JobContext(
+            app=self.app,
+            worker_name=self.worker_name,
+            worker_queues=self.queues,
+            additional_context=self.additional_context.copy()
+            if self.additional_context
+            else {},
+            job=job,
+            abort_reason=functools.partial(self._job_ids_to_abort.get, job_id),
+            start_timestamp=time.time(),
+        )
+        job_task = asyncio.create_task(
+            self._process_job(context),
+            name=f"process job {job.task_name}[{job.id}]",
+        )
+        self._running_jobs[job_task] = context
+        job_task.add_done_callback(self._on_job_complete)
+
+    def _on_job_complete(self, task: asyncio.Task[Any]) -> None:
+        del self._running_jobs[task]
+        self._job_semaphore.release()
+
+    # -- finishing ---------------------------------------------------------
+
+    async def _persist_job_status(
+        self,
+        job: jobs.Job,
+        status: jobs.Status,
+        retry_decision: Any,
+        context: job_context.JobContext,
+        job_result: job_context.JobResult | None,
+    ) -> None:
+        assert job.id is not None
+        if retry_decision is None and status != jobs.Status.FAILED:
+            error_history.take(job)  # e.g. an abort at shutdown: nothing to record
+            delete_job = {
+                jobs.DeleteJobCondition.ALWAYS: True,
+                jobs.DeleteJobCondition.NEVER: False,
+                jobs.DeleteJobCondition.SUCCESSFUL: status == jobs.Status.SUCCEEDED,
+            }[self.delete_jobs]
+            await self._finisher.finish(job.id, status, delete_job)
+            self._job_ids_to_abort.pop(job.id, None)
+            return
+        # Failures and retries: one job at a time (error row, dead letter).
+        failure = error_history.take(job)
+        persist = super()._persist_job_status
+        attempt = 0
+        while True:
+            if failure is not None:
+                error_history.remember(job, failure)
+            try:
+                await persist(job, status, retry_decision, context, job_result)
+            except Exception as exc:
+                if resilience.is_not_running_error(exc):
+                    self._log_not_running(job.id, status)
+                    return
+                if not resilience.is_connection_error(exc):
+                    raise
+                if self._give_up():
+                    self._log_outcome_lost(job.id, status, exc)
+                    return
+                delay = resilience.backoff(attempt)
+                attempt += 1
+                self.outage.failed("recording a job outcome", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.outage.recovered()
+            self._new_job_event.set()  # a retried or failed job frees its lock
+            return
+
+    def _log_not_running(self, job_id: int, status: jobs.Status) -> None:
+        self.logger.warning(
+            "job %s was no longer running when its outcome (%s) was recorded: "
+            "another worker rescued it meanwhile",
+            job_id,
+            status.value,
+            extra={"action": "finish_job_skipped", "job_id": job_id},
+        )
+
+    def _log_outcome_lost(
+        self, job_id: int, status: jobs.Status, exc: BaseException
+    ) -> None:
+        self.logger.warning(
+            "outcome (%s) of job %s not recorded, the database is unavailable: "
+            "the job stays running and will be rescued as stalled (%s)",
+            status.value,
+            job_id,
+            resilience.describe(exc),
+            extra={"action": "finish_job_abandoned", "job_id": job_id},
+        )
+
+    def _give_up(self) -> bool:
+        """Stop retrying outcomes: stopping, and the outage outlasted the grace.
+
+        The jobs stay ``doing`` and are rescued by the other workers as
+        stalled (pgjobs.stalled), like the jobs of a killed worker.
+        """
+        if not self._stop_event.is_set() or self.outage.since is None:
+            return False
+        grace = self.shutdown_graceful_timeout or 30.0
+        return time.monotonic() - self.outage.since > grace
+
+    # -- side tasks --------------------------------------------------------
 
     def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
-        tasks: list[asyncio.Task[Any]] = super()._start_side_tasks()
+        factories: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("update_heartbeats", self._update_heartbeat),
+            ("deferrer", self._periodic_deferrer),
+            ("poll_jobs_to_abort", self._poll_jobs_to_abort),
+        ]
+        if self.listen_notify:
+            factories.append(("listener", self._listen))
         for factory in self.extra_side_tasks:
             name = getattr(factory, "__name__", "pgjobs_side_task")
-            tasks.append(asyncio.create_task(factory(self), name=name))  # type: ignore[arg-type]
-        return tasks
+            factories.append((name, functools.partial(factory, self)))
+        return [
+            asyncio.create_task(self._resilient(name, factory), name=name)
+            for name, factory in factories
+        ]
+
+    async def _resilient(
+        self, name: str, factory: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Run a side task; restart it after a lost connection, with backoff."""
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await factory()
+                return
+            except Exception as exc:
+                if not resilience.is_connection_error(exc):
+                    raise
+                if time.monotonic() - started > 1.0:
+                    attempt = 0  # it got going again before failing: start low
+                delay = resilience.backoff(attempt)
+                attempt += 1
+                self.outage.failed(name, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _listen(self) -> None:
+        # (Re)connected: jobs may have arrived while nobody listened.
+        self._new_job_event.set()
+        await self.app.job_manager.listen_for_jobs(
+            on_notification=self._handle_notification, queues=self.queues
+        )
+
+    async def _update_heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.update_heartbeat_interval)
+            assert self.worker_id is not None
+            await self.app.job_manager.update_heartbeat(self.worker_id)
+            self.outage.recovered()
+
+    async def _poll_jobs_to_abort(self) -> None:
+        # procrastinate's logs every failed poll with a traceback; a lost
+        # connection here goes to _resilient (one line per outage) instead.
+        while True:
+            await asyncio.sleep(self.abort_job_polling_interval)
+            if not self._running_jobs:
+                continue
+            job_ids = await self.app.job_manager.list_jobs_to_abort_async()
+            self._handle_abort_jobs_requested(job_ids)
+
+    # -- logging -----------------------------------------------------------
+
+    def _log_extra(
+        self,
+        action: str,
+        context: job_context.JobContext | None,
+        job_result: job_context.JobResult | None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        if action in _DEBUG_ACTIONS and not self.logger.isEnabledFor(logging.DEBUG):
+            return {"action": action}
+        extra: dict[str, Any] = super()._log_extra(
+            action, context, job_result, **kwargs
+        )
+        return extra
+
+
+class _Finisher:
+    """Group commit of job outcomes for one worker (see the module docstring)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.pending: list[tuple[int, jobs.Status, bool, asyncio.Future[None]]] = []
+        self.flushing: asyncio.Task[None] | None = None
+
+    async def finish(self, job_id: int, status: jobs.Status, delete: bool) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((job_id, status, delete, done))
+        if self.flushing is None or self.flushing.done():
+            self.flushing = asyncio.create_task(self._flush(), name="finish_jobs")
+        await done
+
+    async def _flush(self) -> None:
+        worker = self.worker
+        attempt = 0
+        while self.pending:
+            batch = self.pending[:MAX_FINISH]
+            del self.pending[:MAX_FINISH]
+            try:
+                finished = await worker.app.job_manager.finish_jobs(  # type: ignore[attr-defined]
+                    [(job_id, status, delete) for job_id, status, delete, _ in batch]
+                )
+            except Exception as exc:
+                if resilience.is_connection_error(exc) and not worker._give_up():
+                    self.pending[:0] = batch  # keep them first in line
+                    delay = resilience.backoff(attempt)
+                    attempt += 1
+                    worker.outage.failed("recording job outcomes", exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                for job_id, status, _, done in batch:
+                    if resilience.is_connection_error(exc):
+                        worker._log_outcome_lost(job_id, status, exc)
+                        if not done.done():
+                            done.set_result(None)
+                    elif not done.done():
+                        done.set_exception(exc)
+                continue
+            attempt = 0
+            worker.outage.recovered()
+            # A finished job may unblock a job waiting for its lock: look again.
+            worker._new_job_event.set()
+            for job_id, status, _, done in batch:
+                if job_id not in finished:
+                    worker._log_not_running(job_id, status)
+                if not done.done():
+                    done.set_result(None)

@@ -114,5 +114,8 @@ def configure(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     # Set-up chatter that says nothing an operator needs at INFO.
-    for name in ("alembic", "procrastinate.blueprints"):
+    for name in ("alembic", "procrastinate.blueprints", "procrastinate.periodic"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # One "discarding closed connection" per pooled connection after an
+    # outage: pgjobs.worker already says it once.
+    logging.getLogger("psycopg.pool").setLevel(max(logging.ERROR, root.level))

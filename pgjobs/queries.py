@@ -58,7 +58,7 @@ def translated_errors() -> Iterator[None]:
             f"pgjobs schema is missing or outdated (run `pgjobs db upgrade`): "
             f"{str(exc).splitlines()[0]}"
         ) from None
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise DatabaseUnavailable(
             f"database connection lost: {str(exc).strip().splitlines()[0]}"
         ) from None

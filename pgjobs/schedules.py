@@ -40,7 +40,7 @@ import procrastinate.tasks
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pgjobs import database, enqueue, queries
+from pgjobs import database, enqueue, queries, resilience
 from pgjobs.cron import Timing, interval_as_cron
 from pgjobs.errors import (
     InvalidJobOptions,
@@ -541,7 +541,9 @@ async def schedule_ticker(worker: Worker) -> None:
     app: App = worker.app  # type: ignore[assignment]
     try:
         await register_periodic_tasks(app)
-    except Exception:
+    except Exception as exc:
+        if resilience.is_connection_error(exc):
+            raise  # the worker retries the side task (one log line per outage)
         logger.exception(
             "registering periodic tasks failed; their health is not tracked",
             extra={"action": "periodic_tasks_register_error"},
@@ -549,7 +551,9 @@ async def schedule_ticker(worker: Worker) -> None:
     while True:
         try:
             await run_due_schedules(app)
-        except Exception:
+        except Exception as exc:
+            if resilience.is_connection_error(exc):
+                raise
             logger.exception(
                 "enqueueing due schedules failed; trying again",
                 extra={"action": "schedule_tick_error"},
@@ -658,7 +662,9 @@ def after_start(
                     delay=delay,
                     args=args,
                 )
-            except Exception:
+            except Exception as exc:
+                if resilience.is_connection_error(exc):
+                    raise  # retried: the claim is idempotent
                 logger.exception(
                     f"run-once-after-start {run_name} could not be enqueued",
                     extra={"action": "startup_run_error", "startup_run": run_name},

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from procrastinate import jobs as procrastinate_jobs
 
-from pgjobs import dead_letters, queries, retries
+from pgjobs import dead_letters, queries, resilience, retries
 
 if TYPE_CHECKING:
     from pgjobs.app import App
@@ -117,9 +117,16 @@ async def stalled_job_rescuer(worker: Worker) -> None:
     settings = app.settings
     while True:
         await asyncio.sleep(settings.stalled_check_interval)
+        outage = getattr(worker, "outage", None)
+        if outage is not None and not outage.settled(settings.stalled_after):
+            # Right after a database outage every worker's heartbeat looks
+            # old: give the live ones one stall period to beat again first.
+            continue
         try:
             await rescue_stalled_jobs(app, stalled_after=settings.stalled_after)
-        except Exception:
+        except Exception as exc:
+            if resilience.is_connection_error(exc):
+                raise  # the worker retries the side task (one log line per outage)
             logger.exception(
                 "looking for stalled jobs failed; trying again later",
                 extra={"action": "stalled_job_rescue_error"},

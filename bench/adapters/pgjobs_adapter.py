@@ -1,44 +1,70 @@
-"""pgjobs: STUB, skipped until completed (see bench/README.md, "Adding pgjobs").
+"""pgjobs: procrastinate's worker with pgjobs' App, as a user runs it.
 
-pgjobs.App subclasses procrastinate.App, so the finished adapter is the
-procrastinate one with `build_app` returning a `pgjobs.App` on the scratch
-database, `install_schema` applying pgjobs' own migrations, and the SQL probes
-(VERIFY/PENDING/WINDOW/SEED) adjusted if pgjobs changes the job/event tables.
+The default ``pgjobs.App``: typed payloads, error history, dead letters,
+breakers and timeouts middleware, stalled-job rescue and the schedules
+ticker are all on; the schema is pgjobs' alembic head. Enqueueing goes
+through ``app.enqueue_async`` / ``app.enqueue_many_async`` on one psycopg
+connection, as application code does. Jobs, events and the SQL probes are
+procrastinate's tables, so the procrastinate adapter's checks apply as is.
 """
 
 from __future__ import annotations
 
-from bench.adapters.procrastinate_adapter import ProcrastinateAdapter
-from bench.errors import AdapterUnavailable
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
-# Flip to True once build_app/install_schema below are filled in.
-IMPLEMENTED = False
+import psycopg
+
+from bench.adapters.base import TASK_NAME, EnqueueClient
+from bench.adapters.procrastinate_adapter import OnJob, ProcrastinateAdapter
+
+
+class PgjobsClient(EnqueueClient):
+    def __init__(self, app: Any, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.app = app
+        self.conn = conn
+
+    async def enqueue_one(self, n: int) -> int:
+        # autocommit: each enqueue is its own transaction, like `defer`.
+        job_id: int = await self.app.enqueue_async(self.conn, TASK_NAME, {"n": n})
+        return job_id
+
+    async def enqueue_many(self, ns: Sequence[int]) -> list[int]:
+        ids: list[int] = await self.app.enqueue_many_async(
+            self.conn, TASK_NAME, [{"n": n} for n in ns]
+        )
+        return ids
 
 
 class PgjobsAdapter(ProcrastinateAdapter):
     name = "pgjobs"
     distribution = "pgjobs"
 
-    def check_available(self) -> None:
-        try:
-            import pgjobs.app  # noqa: F401
-        except ImportError as exc:
-            raise AdapterUnavailable(f"`import pgjobs.app` failed: {exc}") from exc
-        if not IMPLEMENTED:
-            raise AdapterUnavailable(
-                "adapter not implemented yet (bench/adapters/pgjobs_adapter.py; "
-                "see bench/README.md)"
-            )
+    def notes(self) -> list[str]:
+        return [
+            "pgjobs: default pgjobs.App (payload validation, error history, dead "
+            "letters, breaker/timeout middleware, stalled rescue, schedules "
+            "ticker on); enqueue via app.enqueue_async on one autocommit "
+            "connection; worker = pgjobs' procrastinate Worker subclass "
+            "(batch claim, group finish); latency worker at default concurrency (10)"
+        ]
 
-    # To complete (sketch):
-    #
-    # def build_app(self, dsn, on_job=None):
-    #     import pgjobs
-    #     from pgjobs.settings import load_settings
-    #     app = pgjobs.App(settings=load_settings(database_url=dsn))
-    #     self.register_task(app, on_job)
-    #     return app
-    #
-    # async def install_schema(self, dsn):
-    #     from pgjobs import schema
-    #     await asyncio.to_thread(schema.upgrade, dsn)   # alembic "head"
+    def build_app(self, dsn: str, on_job: OnJob | None = None) -> Any:
+        from pgjobs import App, Settings
+
+        app = App(settings=Settings(database_url=dsn, _env_file=None))  # type: ignore[call-arg]
+        self.register_task(app, on_job)
+        return app
+
+    async def install_schema(self, dsn: str) -> None:
+        from pgjobs import schema
+
+        await asyncio.to_thread(schema.upgrade, dsn)
+
+    @asynccontextmanager
+    async def client(self, dsn: str) -> AsyncIterator[EnqueueClient]:
+        app = self.build_app(dsn)
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            yield PgjobsClient(app, conn)

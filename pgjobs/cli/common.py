@@ -35,7 +35,8 @@ class State:
         """The App at ``--app`` (or ``PGJOBS_APP``), imported."""
         from pgjobs import worker as worker_module
 
-        path = app_path or self.settings.app
+        settings = self.settings  # read (and logging set up) in every case
+        path = app_path or settings.app
         if not path:
             raise AppNotFound(
                 "no app given: pass --app mypackage.jobs.app or set PGJOBS_APP"

@@ -1,0 +1,540 @@
+"""The fault scenarios: real worker processes, real faults, counts from SQL.
+
+Every scenario enqueues ``faults.work`` jobs, runs ``pgjobs worker``
+processes against them while it breaks something, waits until every job is
+final, and returns a :class:`Result` computed from ``procrastinate_jobs``,
+``pgjobs.dead_letters`` and ``fault_runs`` (one row per execution).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from faults.app import SETUP_SQL, app
+from pgjobs import database, schema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Worker settings that make a killed worker's jobs come back within seconds.
+FAST_RESCUE = {
+    "PGJOBS_HEARTBEAT_INTERVAL": "0.5",
+    "PGJOBS_STALLED_AFTER": "2",
+    "PGJOBS_STALLED_CHECK_INTERVAL": "0.5",
+    "PGJOBS_SHUTDOWN_GRACE": "10",
+    "PGJOBS_LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass
+class Result:
+    scenario: str
+    jobs: int
+    succeeded: int = 0
+    dead_lettered: int = 0
+    #: Jobs neither succeeded nor dead-lettered (must be 0).
+    lost: int = 0
+    #: Runs beyond the first, per job, and how many of those followed a run
+    #: that was interrupted (killed or cut off before it ended).
+    duplicated_runs: int = 0
+    interrupted_runs: int = 0
+    #: Duplicates not explained by an interrupted run (must be 0).
+    unexplained_duplicates: int = 0
+    lock_violations: int = 0
+    priority_violations: int = 0
+    #: Tracebacks / ERROR lines in worker logs, and workers that exited.
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.lost == 0
+            and self.unexplained_duplicates == 0
+            and self.lock_violations == 0
+            and self.priority_violations == 0
+            and self.errors == 0
+        )
+
+
+# -- database set-up and checks ---------------------------------------------
+
+
+def prepare(url: str) -> None:
+    schema.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SETUP_SQL)  # type: ignore[arg-type]
+
+
+def enqueue(
+    url: str,
+    count: int,
+    *,
+    ms: int = 0,
+    start: int = 0,
+    **options: Any,
+) -> list[int]:
+    with database.connect(url) as conn:
+        ids = app.enqueue_many(
+            conn,
+            "faults.work",
+            [{"n": n, "ms": ms} for n in range(start, start + count)],
+            **options,
+        )
+        conn.commit()
+    return [i for i in ids if i is not None]
+
+
+def _scalar(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
+    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+    return row[0] if row else None
+
+
+def unfinished(url: str, ids: Sequence[int]) -> int:
+    with psycopg.connect(url) as conn:
+        return int(
+            _scalar(
+                conn,
+                "SELECT count(*) FROM procrastinate_jobs"
+                " WHERE id = ANY(%s) AND status IN ('todo', 'doing')",
+                list(ids),
+            )
+        )
+
+
+def wait_finished(
+    url: str,
+    ids: Sequence[int],
+    timeout: float,
+    during: Callable[[], None] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while unfinished(url, ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{unfinished(url, ids)} job(s) still unfinished")
+        if during is not None:
+            during()
+        time.sleep(0.2)
+
+
+def count(
+    url: str, result: Result, ids: Sequence[int], killed: Sequence[int] = ()
+) -> Result:
+    """Fill ``result`` from the database for the jobs ``ids``.
+
+    A run is interrupted when it never ended or its worker (pid in
+    ``killed``) was killed before the outcome was stored; only duplicates
+    of runs that were not interrupted are unexplained.
+    """
+    with psycopg.connect(url) as conn:
+        result.succeeded = _scalar(
+            conn,
+            "SELECT count(*) FROM procrastinate_jobs WHERE id = ANY(%s)"
+            " AND status = 'succeeded'",
+            list(ids),
+        )
+        result.dead_lettered = _scalar(
+            conn,
+            "SELECT count(DISTINCT job_id) FROM pgjobs.dead_letters"
+            " WHERE job_id = ANY(%s)",
+            list(ids),
+        )
+        result.lost = len(ids) - result.succeeded - result.dead_lettered
+        runs = conn.execute(
+            "SELECT coalesce(sum(n_runs - 1), 0),"
+            "       coalesce(sum(n_interrupted), 0),"
+            "       coalesce(sum(greatest(n_clean - 1, 0)), 0)"
+            "  FROM (SELECT job_id, count(*) AS n_runs,"
+            "               count(*) FILTER (WHERE ended_at IS NULL"
+            "                                   OR pid = ANY(%s)) AS n_interrupted,"
+            "               count(*) FILTER (WHERE ended_at IS NOT NULL"
+            "                                  AND pid <> ALL(%s)) AS n_clean"
+            "          FROM fault_runs WHERE job_id = ANY(%s) GROUP BY job_id) AS r",
+            [list(killed), list(killed), list(ids)],
+        ).fetchone()
+        assert runs is not None
+        result.duplicated_runs, result.interrupted_runs, unexplained = runs
+        result.unexplained_duplicates = int(unexplained)
+        # Two completed runs of jobs sharing a lock must never overlap.
+        result.lock_violations = _scalar(
+            conn,
+            "SELECT count(*) FROM fault_runs AS a JOIN fault_runs AS b"
+            "  ON a.lock = b.lock AND a.id < b.id"
+            " WHERE a.job_id = ANY(%s) AND b.job_id = ANY(%s)"
+            "   AND a.ended_at IS NOT NULL AND b.ended_at IS NOT NULL"
+            "   AND a.started_at < b.ended_at AND b.started_at < a.ended_at",
+            list(ids),
+            list(ids),
+        )
+    return result
+
+
+def priority_violations(url: str, ids: Sequence[int], slack: float = 0.5) -> int:
+    """Jobs without a lock that started more than ``slack`` s after a job of
+    lower priority of the same queue (all were ready from the start)."""
+    with psycopg.connect(url) as conn:
+        return int(
+            _scalar(
+                conn,
+                "WITH first_run AS ("
+                "  SELECT job_id, priority, min(started_at) AS started_at"
+                "    FROM fault_runs WHERE job_id = ANY(%s) AND lock IS NULL"
+                "   GROUP BY job_id, priority),"
+                " by_priority AS ("
+                "  SELECT priority, min(started_at) AS first_start,"
+                "         max(started_at) AS last_start"
+                "    FROM first_run GROUP BY priority)"
+                " SELECT count(*) FROM by_priority AS hi JOIN by_priority AS lo"
+                "   ON hi.priority > lo.priority"
+                " WHERE hi.last_start > lo.first_start + %s * interval '1 second'",
+                list(ids),
+                slack,
+            )
+        )
+
+
+# -- worker processes --------------------------------------------------------
+
+
+class Workers:
+    """``pgjobs worker`` processes on one database, their logs kept in files."""
+
+    def __init__(self, url: str, count: int, concurrency: int, **env: str) -> None:
+        self.url = url
+        self.concurrency = concurrency
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PGJOBS_")}
+        self.env.update(FAST_RESCUE)
+        self.env.update(env)
+        self.env["PGJOBS_DATABASE_URL"] = url
+        self.env["PYTHONPATH"] = str(ROOT)
+        self.logs = Path(tempfile.mkdtemp(prefix="pgjobs-faults-logs-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.exited: list[int] = []  # exit codes of workers that stopped on their own
+        self.killed: list[int] = []  # pids this suite SIGKILLed
+        self._started = 0
+        for _ in range(count):
+            self.procs.append(self._spawn())
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self._started += 1
+        with open(self.logs / f"worker-{self._started}.log", "wb") as log:
+            # The child keeps its own copy of the file descriptor.
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pgjobs",
+                    "worker",
+                    "--app",
+                    "faults.app.app",
+                    "--concurrency",
+                    str(self.concurrency),
+                ],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill_and_restart(self, index: int) -> None:
+        proc = self.procs[index]
+        self.killed.append(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.procs[index] = self._spawn()
+
+    def check_alive(self) -> None:
+        for index, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                self.exited.append(proc.returncode)
+                self.procs[index] = self._spawn()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def log_text(self) -> str:
+        return "\n".join(
+            path.read_text(errors="replace") for path in sorted(self.logs.glob("*.log"))
+        )
+
+    def error_lines(self) -> list[str]:
+        return [
+            line
+            for line in self.log_text().splitlines()
+            if "Traceback" in line or " ERROR " in line
+        ]
+
+
+@contextmanager
+def workers(url: str, count: int, concurrency: int, **env: str) -> Iterator[Workers]:
+    group = Workers(url, count, concurrency, **env)
+    try:
+        yield group
+    finally:
+        group.stop()
+
+
+def _finish(
+    result: Result,
+    url: str,
+    ids: Sequence[int],
+    group: Workers,
+    began: float,
+    counted: bool = True,
+) -> Result:
+    if counted:
+        count(url, result, ids, group.killed)
+    errors = group.error_lines()
+    result.errors = len(errors) + len(group.exited)
+    if errors:
+        result.notes.append(f"first error line: {errors[0][:200]}")
+    if group.exited:
+        result.notes.append(f"workers exited on their own: {group.exited}")
+    result.seconds = round(time.monotonic() - began, 1)
+    return result
+
+
+# -- the scenarios -------------------------------------------------------------
+
+
+def worker_crashes(
+    url: str, jobs: int = 10_000, kill_every: float = 2.0, workers_n: int = 3
+) -> Result:
+    """Three workers drain the jobs while one is SIGKILLed every few seconds."""
+    prepare(url)
+    ids = enqueue(url, jobs, ms=20)
+    result = Result(f"worker SIGKILL every {kill_every:.0f} s", len(ids))
+    began = time.monotonic()
+    kills = 0
+    with workers(url, workers_n, 10) as group:
+        next_kill = time.monotonic() + kill_every
+
+        def kill_now_and_then() -> None:
+            nonlocal next_kill, kills
+            if time.monotonic() >= next_kill:
+                group.kill_and_restart(random.randrange(workers_n))
+                kills += 1
+                next_kill = time.monotonic() + kill_every
+            group.check_alive()
+
+        wait_finished(url, ids, timeout=600, during=kill_now_and_then)
+    result.notes.append(f"{kills} kills")
+    return _finish(result, url, ids, group, began)
+
+
+def database_restart(cluster: Any, jobs: int = 3_000, down: float = 3.0) -> Result:
+    """The database is stopped mid-run and started again ``down`` s later."""
+    url = cluster.url
+    prepare(url)
+    ids = enqueue(url, jobs, ms=5)
+    result = Result("database restart", len(ids))
+    began = time.monotonic()
+    with workers(url, 2, 10) as group:
+        while unfinished(url, ids) > jobs * 0.7:
+            time.sleep(0.05)
+        cluster.stop("fast")
+        try:
+            enqueue(url, 1, start=jobs)
+            result.notes.append("enqueue during the outage did NOT fail")
+            result.errors += 1
+        except Exception as exc:
+            first = str(exc).splitlines()[0]
+            result.notes.append(f"enqueue during outage: {type(exc).__name__}: {first}")
+            if type(exc).__module__.split(".")[0] != "pgjobs":
+                result.errors += 1
+        time.sleep(down)
+        cluster.start()
+        ids += enqueue(url, 10, start=jobs)
+        result.jobs = len(ids)
+        wait_finished(url, ids, timeout=300, during=group.check_alive)
+        log = group.log_text()
+    for needle in ("database unavailable", "database reachable again"):
+        if needle not in log:
+            result.notes.append(f"missing log line: {needle!r}")
+            result.errors += 1
+    return _finish(result, url, ids, group, began)
+
+
+def connections_cut(url: str, jobs: int = 3_000, cuts: int = 10) -> Result:
+    """Every worker connection is terminated, again and again."""
+    prepare(url)
+    ids = enqueue(url, jobs, ms=5)
+    result = Result(f"connections terminated x{cuts}", len(ids))
+    began = time.monotonic()
+    terminated = 0
+    with workers(url, 2, 10) as group, psycopg.connect(url, autocommit=True) as admin:
+        time.sleep(1.0)
+        for _ in range(cuts):
+            terminated += _scalar(
+                admin,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "   AND backend_type = 'client backend'",
+            )
+            time.sleep(0.3)
+            group.check_alive()
+        wait_finished(url, ids, timeout=300, during=group.check_alive)
+    result.notes.append(f"{terminated} connections terminated")
+    return _finish(result, url, ids, group, began)
+
+
+def concurrency(
+    url: str, jobs: int = 50_000, workers_n: int = 4, per_worker: int = 20
+) -> Result:
+    """Four workers x 20 on jobs with locks, queueing locks and priorities."""
+    prepare(url)
+    ids: list[int] = []
+    # Per priority: two thirds without a lock, one third over 50 lock keys.
+    n = 0
+    per_priority = max(3, jobs // 3)
+    for priority in (0, 5, 10):
+        free = per_priority * 2 // 3
+        ids += enqueue(url, free, ms=1, start=n, priority=priority)
+        n += free
+        locked = per_priority - free
+        for key in range(50):
+            share = locked // 50 + (1 if key < locked % 50 else 0)
+            if share:
+                ids += enqueue(
+                    url, share, ms=1, start=n, priority=priority, lock=f"account-{key}"
+                )
+                n += share
+    # Queueing locks: one waiting job per key; the duplicate is refused.
+    duplicates_refused = 0
+    for key in range(20):
+        ids += enqueue(url, 1, start=n, queueing_lock=f"report-{key}")
+        n += 1
+        try:
+            enqueue(url, 1, start=n, queueing_lock=f"report-{key}")
+        except Exception as exc:
+            if type(exc).__name__ == "AlreadyEnqueued":
+                duplicates_refused += 1
+    result = Result(f"{workers_n} workers x {per_worker}, locks + priorities", len(ids))
+    result.notes.append(f"{duplicates_refused}/20 queueing-lock duplicates refused")
+    if duplicates_refused != 20:
+        result.errors += 20 - duplicates_refused
+    began = time.monotonic()
+    with workers(url, workers_n, per_worker) as group:
+        wait_finished(url, ids, timeout=900, during=group.check_alive)
+    result.priority_violations = priority_violations(url, ids)
+    return _finish(result, url, ids, group, began)
+
+
+def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Result:
+    """Enqueuers and a worker together at ~70% of the measured maximum."""
+    import psutil
+
+    prepare(url)
+    env = {
+        "PGJOBS_RETENTION_SUCCEEDED_DAYS": str(30 / 86400),  # 30 s
+        "PGJOBS_RETENTION_SCHEDULE": "* * * * * */10",
+    }
+    if rate is None:
+        probe = enqueue(url, 3000)
+        began = time.monotonic()
+        with workers(url, 1, 10, **env):
+            wait_finished(url, probe, timeout=300)
+        rate = 0.7 * len(probe) / (time.monotonic() - began)
+    result = Result(f"sustained {seconds:.0f} s at {rate:.0f} jobs/s", 0)
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def enqueuer() -> None:
+        n = 0
+        with database.connect(url) as conn:
+            conn.autocommit = True
+            next_at = time.monotonic()
+            while not stop.is_set():
+                batch = max(1, int(rate / 20))
+                now = time.time()
+                ids = app.enqueue_many(
+                    conn,
+                    "faults.work",
+                    [{"n": n + i, "sent": now} for i in range(batch)],
+                )
+                sent.extend(i for i in ids if i is not None)
+                n += batch
+                next_at += batch / rate
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+    began = time.monotonic()
+    with workers(url, 1, 10, **env) as group:
+        rss: list[float] = []
+        sizes: list[int] = []
+        thread = threading.Thread(target=enqueuer, daemon=True)
+        thread.start()
+        proc = psutil.Process(group.procs[0].pid)
+        with psycopg.connect(url, autocommit=True) as conn:
+            while time.monotonic() - began < seconds:
+                time.sleep(min(5.0, seconds / 10))
+                rss.append(proc.memory_info().rss / 2**20)
+                sizes.append(_scalar(conn, "SELECT count(*) FROM procrastinate_jobs"))
+        stop.set()
+        thread.join()
+        wait_finished(url, sent, timeout=120)
+    result.jobs = len(sent)
+    # Jobs deleted by retention were succeeded (retention never touches others).
+    with psycopg.connect(url) as conn:
+        kept = _scalar(
+            conn, "SELECT count(*) FROM procrastinate_jobs WHERE id = ANY(%s)", sent
+        )
+        not_ok = _scalar(
+            conn,
+            "SELECT count(*) FROM procrastinate_jobs WHERE id = ANY(%s)"
+            " AND status <> 'succeeded'",
+            sent,
+        )
+        runs = _scalar(
+            conn,
+            "SELECT count(DISTINCT job_id) FROM fault_runs WHERE job_id = ANY(%s)",
+            sent,
+        )
+        first, last = (
+            conn.execute(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),"
+                "       percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)"
+                "  FROM (SELECT latency_ms, row_number() OVER (ORDER BY id) AS k"
+                "          FROM fault_runs WHERE latency_ms IS NOT NULL) AS r"
+                " WHERE CASE WHEN %(first)s THEN k <= %(part)s"
+                "            ELSE k > (SELECT count(latency_ms) FROM fault_runs)"
+                "                     - %(part)s END",
+                {"first": first_part, "part": max(1, len(sent) // 5)},
+            ).fetchone()
+            for first_part in (True, False)
+        )
+    result.succeeded = runs
+    result.lost = len(sent) - runs + not_ok
+    third = max(1, len(rss) // 3)
+    result.notes.append(
+        f"latency p50/p99 ms first fifth {first[0]:.1f}/{first[1]:.1f},"
+        f" last fifth {last[0]:.1f}/{last[1]:.1f}"
+    )
+    result.notes.append(
+        f"worker RSS MB first third {statistics.mean(rss[:third]):.1f},"
+        f" last third {statistics.mean(rss[-third:]):.1f};"
+        f" jobs table rows max {max(sizes)} (enqueued {len(sent)}, kept {kept})"
+    )
+    return _finish(result, url, [], group, began, counted=False)

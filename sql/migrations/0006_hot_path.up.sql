@@ -1,0 +1,144 @@
+-- The worker's hot path: claim several jobs in one statement, finish several
+-- in one, and a heartbeat that re-creates a worker row pruned during an outage.
+
+-- procrastinate_fetch_job_v2 for up to p_limit jobs: same candidates (todo,
+-- queue filter, scheduled_at reached, a job with a lock only when no job of
+-- that lock runs and no earlier or higher-priority job of that lock waits),
+-- same order (priority DESC, id ASC), same SKIP LOCKED claim. At most one job
+-- per lock is ever a candidate, so a batch never holds two jobs of one lock.
+CREATE FUNCTION pgjobs.fetch_jobs(
+    target_queue_names character varying[],
+    p_worker_id bigint,
+    p_limit integer
+)
+    RETURNS SETOF procrastinate_jobs
+    LANGUAGE sql
+AS $$
+    WITH candidate AS (
+        SELECT jobs.id
+          FROM procrastinate_jobs AS jobs
+         WHERE NOT EXISTS (
+                   SELECT 1
+                     FROM procrastinate_jobs AS other_jobs
+                    WHERE jobs.lock IS NOT NULL
+                      AND other_jobs.lock = jobs.lock
+                      AND (other_jobs.status = 'doing'
+                           OR (other_jobs.status = 'todo'
+                               AND (other_jobs.priority > jobs.priority
+                                    OR (other_jobs.priority = jobs.priority
+                                        AND other_jobs.id < jobs.id))))
+               )
+           AND jobs.status = 'todo'
+           AND (target_queue_names IS NULL OR jobs.queue_name = ANY(target_queue_names))
+           AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+         ORDER BY jobs.priority DESC, jobs.id ASC
+         LIMIT p_limit
+           FOR UPDATE OF jobs SKIP LOCKED
+    )
+    UPDATE procrastinate_jobs AS jobs
+       SET status = 'doing', worker_id = p_worker_id
+      FROM candidate
+     WHERE jobs.id = candidate.id
+    RETURNING jobs.*;
+$$;
+
+-- procrastinate_finish_job_v1 for many jobs at once. Returns the ids it
+-- finished; a job no longer todo/doing (e.g. rescued meanwhile) is skipped
+-- instead of failing the whole batch.
+CREATE FUNCTION pgjobs.finish_jobs(
+    p_ids bigint[],
+    p_statuses procrastinate_job_status[],
+    p_delete boolean[]
+)
+    RETURNS SETOF bigint
+    LANGUAGE sql
+AS $$
+    WITH finished AS (
+        SELECT *
+          FROM unnest(p_ids, p_statuses, p_delete) AS f(id, status, delete_job)
+         WHERE f.status IN ('succeeded', 'failed', 'aborted')
+    ),
+    deleted AS (
+        DELETE FROM procrastinate_jobs AS jobs
+         USING finished
+         WHERE finished.delete_job
+           AND jobs.id = finished.id
+           AND jobs.status IN ('todo', 'doing')
+        RETURNING jobs.id
+    ),
+    updated AS (
+        UPDATE procrastinate_jobs AS jobs
+           SET status = finished.status,
+               abort_requested = false,
+               attempts = CASE jobs.status
+                              WHEN 'doing' THEN jobs.attempts + 1
+                              ELSE jobs.attempts
+                          END
+          FROM finished
+         WHERE NOT finished.delete_job
+           AND jobs.id = finished.id
+           AND jobs.status IN ('todo', 'doing')
+        RETURNING jobs.id
+    )
+    SELECT id FROM deleted
+    UNION ALL
+    SELECT id FROM updated;
+$$;
+
+-- procrastinate_update_heartbeat_v1, but a worker whose row was pruned while
+-- it could not reach the database (another worker saw it as stalled) gets
+-- its row back under the same id, so its next claims stay valid.
+CREATE FUNCTION pgjobs.worker_heartbeat(p_worker_id bigint)
+    RETURNS void
+    LANGUAGE sql
+AS $$
+    INSERT INTO procrastinate_workers (id, last_heartbeat) OVERRIDING SYSTEM VALUE
+    VALUES (p_worker_id, now())
+    ON CONFLICT (id) DO UPDATE SET last_heartbeat = now();
+$$;
+
+-- Enqueueing in bulk: procrastinate's per-row insert triggers (two NOTIFYs
+-- and one 'deferred' event INSERT per job) become one per-statement trigger
+-- over the inserted rows: one event INSERT and one NOTIFY per queue (plus
+-- one on the any-queue channel) per statement. Workers only read the
+-- notification's type, so what they see is unchanged.
+CREATE FUNCTION pgjobs.notify_jobs_inserted()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    _queue record;
+    _first bigint;
+BEGIN
+    INSERT INTO procrastinate_events (job_id, type)
+    SELECT id, 'deferred'::procrastinate_job_event_type
+      FROM new_jobs
+     WHERE status = 'todo'
+     ORDER BY id;
+    FOR _queue IN
+        SELECT queue_name, min(id) AS job_id
+          FROM new_jobs
+         WHERE status = 'todo'
+         GROUP BY queue_name
+    LOOP
+        PERFORM pg_notify('procrastinate_queue_v1#' || _queue.queue_name,
+                          json_build_object('type', 'job_inserted',
+                                            'job_id', _queue.job_id)::text);
+        _first := least(_first, _queue.job_id);
+    END LOOP;
+    IF _first IS NOT NULL THEN
+        PERFORM pg_notify('procrastinate_any_queue_v1',
+                          json_build_object('type', 'job_inserted',
+                                            'job_id', _first)::text);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1 ON procrastinate_jobs;
+DROP TRIGGER procrastinate_trigger_status_events_insert_v1 ON procrastinate_jobs;
+CREATE TRIGGER pgjobs_jobs_inserted
+    AFTER INSERT ON procrastinate_jobs
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION pgjobs.notify_jobs_inserted();

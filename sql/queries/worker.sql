@@ -1,0 +1,11 @@
+-- name: worker_fetch_jobs --
+-- Claim up to %(limit)s jobs for a worker (see pgjobs.fetch_jobs).
+SELECT * FROM pgjobs.fetch_jobs(%(queues)s, %(worker_id)s, %(limit)s);
+
+-- name: worker_finish_jobs --
+-- Finish many jobs in one statement; returns the ids actually finished.
+SELECT pgjobs.finish_jobs(%(ids)s, %(statuses)s::text[]::procrastinate_job_status[],
+                          %(deletes)s) AS id;
+
+-- name: worker_heartbeat --
+SELECT pgjobs.worker_heartbeat(%(worker_id)s);

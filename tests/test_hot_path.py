@@ -1,0 +1,185 @@
+"""The worker's batched hot path keeps procrastinate's queue semantics."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Any
+
+import psycopg
+import pytest
+from procrastinate import jobs as procrastinate_jobs
+from procrastinate import manager, psycopg_connector, worker
+
+from pgjobs import App
+
+# procrastinate code that pgjobs.job_worker / job_manager / connector replace or
+# wrap. A procrastinate upgrade that changes one of these must be re-checked
+# against pgjobs' version (then update the hash).
+PINNED = {
+    worker.Worker._fetch_and_process_jobs: "2963aa354dfda4d6",
+    worker.Worker._persist_job_status: "821921c86130d151",
+    worker.Worker._process_job: "55a67c0ff525add9",
+    worker.Worker._start_side_tasks: "2623df64cb23ce26",
+    worker.Worker._update_heartbeat: "a45b4b3b030e0827",
+    worker.Worker._poll_jobs_to_abort: "73ddd46a142855e6",
+    worker.Worker._log_extra: "884ffa771abc1e77",
+    worker.Worker._run_loop: "c92ccad5fa07f7a1",
+    worker.Worker._shutdown: "7e40cbd5efe3acf5",
+    manager.JobManager.fetch_job: "eb92906b55c10d9c",
+    manager.JobManager.finish_job: "eeb7dbb92f90508d",
+    manager.JobManager.update_heartbeat: "91a7b7aa717eace4",
+    manager.JobManager.unregister_worker: "087d3ab9c74afe90",
+    psycopg_connector.PsycopgConnector._create_pool: "33693de57a738c77",
+}
+
+
+def test_overridden_procrastinate_code_is_unchanged() -> None:
+    changed = [
+        func.__qualname__
+        for func, digest in PINNED.items()
+        if hashlib.sha256(inspect.getsource(func).encode()).hexdigest()[:16] != digest
+    ]
+    assert not changed, (
+        f"procrastinate changed {changed}: re-check pgjobs' job_worker.py, "
+        "job_manager.py and connector.py against the new code, then update PINNED"
+    )
+
+
+def add(conn: psycopg.Connection[Any], *rows: tuple[Any, ...]) -> list[int]:
+    """Insert (queue, priority, lock, scheduled_in_s, status) rows; return ids."""
+    ids = []
+    for queue, priority, lock, delay, status in rows:
+        row = conn.execute(
+            "INSERT INTO procrastinate_jobs"
+            " (queue_name, task_name, priority, lock, scheduled_at, status)"
+            " VALUES (%s, 't', %s, %s,"
+            "  CASE WHEN %s::float IS NULL THEN NULL"
+            "       ELSE now() + %s::float * interval '1 second' END, %s)"
+            " RETURNING id",
+            (queue, priority, lock, delay, delay, status),
+        ).fetchone()
+        assert row is not None
+        ids.append(row[0])
+    conn.commit()
+    return ids
+
+
+async def claim(app: App, limit: int, queues: list[str] | None = None) -> list[int]:
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        found = await app.job_manager.fetch_jobs(queues, worker_id, limit)
+    return [job.id for job in found]
+
+
+async def test_batch_claim_order_queues_and_schedule(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    low, high, later, other, mid = add(
+        conn,
+        ("q", 0, None, None, "todo"),
+        ("q", 9, None, None, "todo"),
+        ("q", 20, None, 3600, "todo"),  # not due yet
+        ("other", 50, None, None, "todo"),
+        ("q", 5, None, None, "todo"),
+    )
+    assert await claim(app, 2, ["q"]) == [high, mid]
+    assert await claim(app, 10, ["q"]) == [low]
+    assert await claim(app, 10) == [other]
+    assert await claim(app, 10) == []
+    statuses = dict(conn.execute("SELECT id, status::text FROM procrastinate_jobs"))
+    assert statuses[later] == "todo" and statuses[high] == "doing"
+
+
+async def test_batch_claim_never_takes_two_jobs_of_one_lock(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    first, second, free, _running, blocked = add(
+        conn,
+        ("q", 0, "acct-1", None, "todo"),
+        ("q", 9, "acct-1", None, "todo"),  # higher priority: goes first
+        ("q", 0, None, None, "todo"),
+        ("q", 0, "acct-2", None, "doing"),
+        ("q", 5, "acct-2", None, "todo"),  # its lock is taken by a running job
+    )
+    assert sorted(await claim(app, 10)) == sorted([second, free])
+    assert await claim(app, 10) == []  # acct-1 runs, acct-2 runs
+    conn.execute(
+        "UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %s", [second]
+    )
+    conn.commit()
+    assert await claim(app, 10) == [first]
+    assert blocked not in await claim(app, 10)
+
+
+async def test_group_finish_skips_jobs_no_longer_running(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    a, b, c = add(conn, *[("q", 0, None, None, "todo")] * 3)
+    assert sorted(await claim(app, 3)) == [a, b, c]
+    conn.execute("UPDATE procrastinate_jobs SET status = 'todo' WHERE id = %s", [c])
+    conn.commit()
+    status = procrastinate_jobs.Status
+    async with app.open_async():
+        done = await app.job_manager.finish_jobs(
+            [
+                (a, status.SUCCEEDED, False),
+                (b, status.ABORTED, True),
+                (c, status.SUCCEEDED, False),
+            ]
+        )
+    assert done == {a, b, c}  # todo counts as finishable, like procrastinate's
+    rows = dict(conn.execute("SELECT id, status::text FROM procrastinate_jobs"))
+    assert rows == {a: "succeeded", c: "succeeded"}  # b deleted
+    async with app.open_async():
+        assert await app.job_manager.finish_jobs([(a, status.FAILED, False)]) == set()
+    [(attempts,)] = conn.execute(
+        "SELECT attempts FROM procrastinate_jobs WHERE id = %s", [a]
+    )
+    assert attempts == 1
+
+
+async def test_heartbeat_brings_back_a_pruned_worker_row(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        conn.execute("DELETE FROM procrastinate_workers WHERE id = %s", [worker_id])
+        conn.commit()
+        await app.job_manager.update_heartbeat(worker_id)
+        # Its claims are valid again (worker_id is a foreign key).
+        add(conn, ("q", 0, None, None, "todo"))
+        assert len(await app.job_manager.fetch_jobs(None, worker_id, 5)) == 1
+    assert conn.execute(
+        "SELECT count(*) FROM procrastinate_workers WHERE id = %s", [worker_id]
+    ).fetchone() == (1,)
+
+
+@pytest.mark.parametrize("concurrency", [1, 10])
+async def test_worker_runs_each_job_once_in_priority_order(
+    app: App, conn: psycopg.Connection[Any], concurrency: int
+) -> None:
+    runs: list[tuple[int, int]] = []
+
+    @app.task(name="t.record", pass_context=True)
+    async def record(context: Any, n: int) -> None:
+        runs.append((context.job.priority, n))
+
+    for priority in (0, 7, 3):
+        app.enqueue_many(conn, record, [{"n": n} for n in range(40)], priority=priority)
+    conn.commit()
+    async with app.open_async():
+        await app.run_worker_async(
+            concurrency=concurrency, wait=False, install_signal_handlers=False
+        )
+    assert sorted(runs) == sorted((p, n) for p in (0, 7, 3) for n in range(40))
+    if concurrency == 1:
+        assert [p for p, _ in runs] == [7] * 40 + [3] * 40 + [0] * 40
+    rows = conn.execute(
+        "SELECT status::text, count(*), sum(attempts) FROM procrastinate_jobs GROUP BY 1"
+    ).fetchall()
+    assert rows == [("succeeded", 120, 120)]
+    [(started,)] = conn.execute(
+        "SELECT count(*) FROM procrastinate_events WHERE type = 'started'"
+    )
+    assert started == 120
