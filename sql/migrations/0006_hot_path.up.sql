@@ -142,3 +142,37 @@ CREATE TRIGGER pgjobs_jobs_inserted
     REFERENCING NEW TABLE AS new_jobs
     FOR EACH STATEMENT
     EXECUTE FUNCTION pgjobs.notify_jobs_inserted();
+
+-- Enqueueing from pgjobs' API: the batch travels as one jsonb array (cheap to
+-- send from Python) instead of an array of composites. Same semantics as
+-- pgjobs.defer_jobs: one id per input in input order, NULL for a job whose
+-- queueing lock is held by a waiting job.
+CREATE FUNCTION pgjobs.defer_jobs_json(jobs jsonb)
+    RETURNS bigint[]
+    LANGUAGE sql
+AS $$
+    WITH input AS MATERIALIZED (
+        SELECT nextval(pg_get_serial_sequence('procrastinate_jobs', 'id')) AS id,
+               job.value ->> 'queue_name' AS queue_name,
+               job.value ->> 'task_name' AS task_name,
+               (job.value ->> 'priority')::integer AS priority,
+               job.value ->> 'lock' AS lock,
+               job.value ->> 'queueing_lock' AS queueing_lock,
+               job.value -> 'args' AS args,
+               (job.value ->> 'scheduled_at')::timestamptz AS scheduled_at,
+               job.ord
+          FROM jsonb_array_elements(jobs) WITH ORDINALITY AS job(value, ord)
+    ), inserted AS (
+        INSERT INTO procrastinate_jobs
+               (id, queue_name, task_name, priority, lock, queueing_lock, args,
+                scheduled_at)
+        SELECT id, queue_name, task_name, priority, lock, queueing_lock, args,
+               scheduled_at
+          FROM input
+         ORDER BY ord
+        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+        RETURNING id
+    )
+    SELECT coalesce(array_agg(inserted.id ORDER BY input.ord), '{}')
+      FROM input LEFT JOIN inserted ON inserted.id = input.id;
+$$;
