@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Worker settings that make a killed worker's jobs come back within seconds.
 FAST_RESCUE = {
     "PGJOBS_HEARTBEAT_INTERVAL": "0.5",
-    "PGJOBS_STALLED_AFTER": "2",
+    "PGJOBS_STALLED_AFTER": "3",
     "PGJOBS_STALLED_CHECK_INTERVAL": "0.5",
     "PGJOBS_SHUTDOWN_GRACE": "10",
     "PGJOBS_LOG_LEVEL": "WARNING",

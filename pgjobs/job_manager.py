@@ -130,6 +130,17 @@ class JobManager(manager.JobManager):
         )
         return {row["id"] for row in rows}
 
+    async def release_unstarted_jobs(
+        self, worker_id: int, running: list[int]
+    ) -> list[int]:
+        """Put back jobs claimed for ``worker_id`` that it is not running."""
+        rows = await self.connector.execute_query_all_async(
+            query=queries.query("worker_release_unstarted_jobs"),
+            worker_id=worker_id,
+            running=running,
+        )
+        return [row["id"] for row in rows]
+
     async def update_heartbeat(self, worker_id: int) -> None:
         # Re-creates the worker row if it was pruned during an outage.
         await self.connector.execute_query_async(

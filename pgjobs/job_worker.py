@@ -62,6 +62,8 @@ class Worker(procrastinate_worker.Worker):
         self.extra_side_tasks = list(side_tasks or [])
         self.outage = resilience.Outage()
         self._finisher = _Finisher(self)
+        self._claim_unsure = False
+        self._checking_pool = False
 
     # -- claiming ----------------------------------------------------------
 
@@ -96,18 +98,58 @@ class Worker(procrastinate_worker.Worker):
                     raise
                 delay = resilience.backoff(attempt)
                 attempt += 1
-                self.outage.failed("claiming jobs", exc, delay)
+                await self._connection_lost("claiming jobs", exc, delay)
+                # The claim may have committed before its reply was lost.
+                self._claim_unsure = True
                 if await resilience.sleep_or_stop(delay, self._stop_event):
                     return
                 continue
             attempt = 0
             self.outage.recovered()
+            if self._claim_unsure:
+                await self._reclaim_unstarted(claimed)
             for _ in range(slots - len(claimed)):
                 self._job_semaphore.release()
             for job in claimed:
                 self._start_job(job)
             if len(claimed) < slots:
                 return  # the queue is empty for now: wait for a notification
+
+    async def _reclaim_unstarted(self, claimed: list[jobs.Job]) -> None:
+        """After a claim failed mid-way: put back the jobs claimed for this
+        worker that it is not running (they would wait for its death)."""
+        assert self.worker_id is not None
+        running = [c.job.id for c in self._running_jobs.values() if c.job.id]
+        running += [job.id for job in claimed if job.id]
+        released = await self.app.job_manager.release_unstarted_jobs(  # type: ignore[attr-defined]
+            self.worker_id, running
+        )
+        self._claim_unsure = False
+        if released:
+            self.logger.warning(
+                "put back %d job(s) whose claim reply was lost: %s",
+                len(released),
+                released,
+                extra={"action": "claim_released", "job_ids": released},
+            )
+            self._new_job_event.set()
+
+    async def _connection_lost(
+        self, where: str, exc: BaseException, delay: float
+    ) -> None:
+        """Log the outage (once) and drop the pool's dead connections, so the
+        retry gets a live one instead of the next dead one."""
+        self.outage.failed(where, exc, delay)
+        pool = getattr(self.app.connector, "_async_pool", None)
+        if pool is None or self._checking_pool:
+            return
+        self._checking_pool = True
+        try:
+            await asyncio.wait_for(pool.check(), timeout=5)
+        except Exception:  # best effort; the retry will tell
+            pass
+        finally:
+            self._checking_pool = False
 
     def _start_job(self, job: jobs.Job) -> None:
         """procrastinate's job start (``Worker._fetch_and_process_jobs``)."""
@@ -175,7 +217,7 @@ class Worker(procrastinate_worker.Worker):
                     return
                 delay = resilience.backoff(attempt)
                 attempt += 1
-                self.outage.failed("recording a job outcome", exc, delay)
+                await self._connection_lost("recording a job outcome", exc, delay)
                 await asyncio.sleep(delay)
                 continue
             self.outage.recovered()
@@ -249,7 +291,7 @@ class Worker(procrastinate_worker.Worker):
                     attempt = 0  # it got going again before failing: start low
                 delay = resilience.backoff(attempt)
                 attempt += 1
-                self.outage.failed(name, exc, delay)
+                await self._connection_lost(name, exc, delay)
                 await asyncio.sleep(delay)
 
     async def _listen(self) -> None:
@@ -260,10 +302,26 @@ class Worker(procrastinate_worker.Worker):
         )
 
     async def _update_heartbeat(self) -> None:
+        # A missed heartbeat makes the other workers rescue this one's jobs:
+        # after a lost connection, beat again at once (on a live connection),
+        # not one interval later.
         while True:
             await asyncio.sleep(self.update_heartbeat_interval)
             assert self.worker_id is not None
-            await self.app.job_manager.update_heartbeat(self.worker_id)
+            attempt = 0
+            while True:
+                try:
+                    await self.app.job_manager.update_heartbeat(self.worker_id)
+                    break
+                except Exception as exc:
+                    if not resilience.is_connection_error(exc):
+                        raise
+                    delay = min(
+                        resilience.backoff(attempt), self.update_heartbeat_interval
+                    )
+                    attempt += 1
+                    await self._connection_lost("heartbeat", exc, delay)
+                    await asyncio.sleep(delay)
             self.outage.recovered()
 
     async def _poll_jobs_to_abort(self) -> None:
@@ -323,7 +381,7 @@ class _Finisher:
                     self.pending[:0] = batch  # keep them first in line
                     delay = resilience.backoff(attempt)
                     attempt += 1
-                    worker.outage.failed("recording job outcomes", exc, delay)
+                    await worker._connection_lost("recording job outcomes", exc, delay)
                     await asyncio.sleep(delay)
                     continue
                 for job_id, status, _, done in batch:

@@ -183,3 +183,21 @@ async def test_worker_runs_each_job_once_in_priority_order(
         "SELECT count(*) FROM procrastinate_events WHERE type = 'started'"
     )
     assert started == 120
+
+
+async def test_jobs_claimed_but_not_started_are_put_back(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    running, lost_reply = add(conn, *[("q", 0, None, None, "todo")] * 2)
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        assert len(await app.job_manager.fetch_jobs(None, worker_id, 2)) == 2
+        # The worker runs only the first; the second's claim reply was lost.
+        released = await app.job_manager.release_unstarted_jobs(worker_id, [running])
+    assert released == [lost_reply]
+    rows = dict(conn.execute("SELECT id, status::text FROM procrastinate_jobs"))
+    assert rows == {running: "doing", lost_reply: "todo"}
+    [(attempts,)] = conn.execute(
+        "SELECT attempts FROM procrastinate_jobs WHERE id = %s", [lost_reply]
+    )
+    assert attempts == 0

@@ -1,3 +1,4 @@
+DROP FUNCTION pgjobs.release_unstarted_jobs(bigint, bigint[]);
 DROP FUNCTION pgjobs.defer_jobs_json(jsonb);
 DROP TRIGGER pgjobs_jobs_inserted ON procrastinate_jobs;
 DROP FUNCTION pgjobs.notify_jobs_inserted();

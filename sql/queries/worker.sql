@@ -9,3 +9,6 @@ SELECT pgjobs.finish_jobs(%(ids)s, %(statuses)s::text[]::procrastinate_job_statu
 
 -- name: worker_heartbeat --
 SELECT pgjobs.worker_heartbeat(%(worker_id)s);
+
+-- name: worker_release_unstarted_jobs --
+SELECT pgjobs.release_unstarted_jobs(%(worker_id)s, %(running)s) AS id;

@@ -176,3 +176,19 @@ AS $$
     SELECT coalesce(array_agg(inserted.id ORDER BY input.ord), '{}')
       FROM input LEFT JOIN inserted ON inserted.id = input.id;
 $$;
+
+-- A claim whose reply was lost (connection cut after the commit) leaves jobs
+-- 'doing' on a live worker that never started them. The worker calls this
+-- after such a failure: its claimed jobs that it does not run go back to
+-- 'todo', with no attempt counted.
+CREATE FUNCTION pgjobs.release_unstarted_jobs(p_worker_id bigint, p_running bigint[])
+    RETURNS SETOF bigint
+    LANGUAGE sql
+AS $$
+    UPDATE procrastinate_jobs
+       SET status = 'todo', worker_id = NULL
+     WHERE worker_id = p_worker_id
+       AND status = 'doing'
+       AND id <> ALL(p_running)
+    RETURNING id;
+$$;
