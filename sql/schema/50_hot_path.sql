@@ -151,30 +151,14 @@ CREATE FUNCTION pgjobs.defer_jobs_json(jobs jsonb)
     RETURNS bigint[]
     LANGUAGE sql
 AS $$
-    WITH input AS MATERIALIZED (
-        SELECT nextval(pg_get_serial_sequence('procrastinate_jobs', 'id')) AS id,
-               job.value ->> 'queue_name' AS queue_name,
-               job.value ->> 'task_name' AS task_name,
-               (job.value ->> 'priority')::integer AS priority,
-               job.value ->> 'lock' AS lock,
-               job.value ->> 'queueing_lock' AS queueing_lock,
-               job.value -> 'args' AS args,
-               (job.value ->> 'scheduled_at')::timestamptz AS scheduled_at,
-               job.ord
-          FROM jsonb_array_elements(jobs) WITH ORDINALITY AS job(value, ord)
-    ), inserted AS (
-        INSERT INTO procrastinate_jobs
-               (id, queue_name, task_name, priority, lock, queueing_lock, args,
-                scheduled_at)
-        SELECT id, queue_name, task_name, priority, lock, queueing_lock, args,
-               scheduled_at
-          FROM input
-         ORDER BY ord
-        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
-        RETURNING id
-    )
-    SELECT coalesce(array_agg(inserted.id ORDER BY input.ord), '{}')
-      FROM input LEFT JOIN inserted ON inserted.id = input.id;
+    SELECT pgjobs.defer_jobs(array(
+        SELECT ROW(job ->> 'queue_name', job ->> 'task_name',
+                   (job ->> 'priority')::integer, job ->> 'lock',
+                   job ->> 'queueing_lock', job -> 'args',
+                   (job ->> 'scheduled_at')::timestamptz
+               )::procrastinate_job_to_defer_v1
+          FROM jsonb_array_elements(jobs) WITH ORDINALITY AS input(job, ord)
+         ORDER BY ord));
 $$;
 
 -- A claim whose reply was lost (connection cut after the commit) leaves jobs
