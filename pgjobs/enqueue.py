@@ -98,17 +98,22 @@ def build_jobs(
     if not -(2**31) <= priority < 2**31:
         raise InvalidJobOptions(f"priority {priority} is out of range")
     scheduled_at = _scheduled_at(options)
+    lock = options.lock if options.lock is not None else task.lock
+    queueing_lock = (
+        options.queueing_lock
+        if options.queueing_lock is not None
+        else task.queueing_lock
+    )
+    for kind, key in (("lock", lock), ("queueing_lock", queueing_lock)):
+        if key is not None and "\x00" in key:
+            raise InvalidJobOptions(f"{kind} may not contain NUL (\\x00) characters")
     return [
         procrastinate_types.JobToDefer(
             queue_name=queue,
             task_name=task.name,
             priority=priority,
-            lock=options.lock if options.lock is not None else task.lock,
-            queueing_lock=(
-                options.queueing_lock
-                if options.queueing_lock is not None
-                else task.queueing_lock
-            ),
+            lock=lock,
+            queueing_lock=queueing_lock,
             args=Jsonb(task.payload.dump(payload)),  # type: ignore[arg-type]
             scheduled_at=scheduled_at,
         )

@@ -8,13 +8,15 @@ real values (a parameter annotated with a pydantic model receives the model).
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import json
+import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from pgjobs.errors import InvalidPayload
@@ -31,6 +33,32 @@ def _contains_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(_contains_nul(item) for item in value)
     return False
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """Every scalar inside ``value`` (containers and pydantic models opened)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _not_json_safe(value: Any) -> str | None:
+    """Why ``value`` cannot be stored faithfully, or None. pydantic would
+    quietly write NaN/infinity as ``null``, and a naive datetime means a
+    different instant on every server."""
+    for leaf in _leaves(value):
+        if isinstance(leaf, float) and not math.isfinite(leaf):
+            return "NaN and infinity are not JSON numbers"
+        if isinstance(leaf, datetime.datetime) and leaf.tzinfo is None:
+            return "naive datetime: give it a timezone (e.g. datetime.UTC)"
+    return None
 
 
 class PayloadSchema:
@@ -85,6 +113,9 @@ class PayloadSchema:
         result: dict[str, Any] = {}
         for name, value in kwargs.items():
             validated = self._validate(name, value)
+            problem = _not_json_safe(validated)
+            if problem is not None:
+                raise self._fail(f"argument {name}: {problem}")
             adapter = self.adapters.get(name) or TypeAdapter(Any)
             try:
                 result[name] = adapter.dump_python(validated, mode="json")

@@ -121,9 +121,15 @@ BEGIN
          WHERE status = 'todo'
          GROUP BY queue_name
     LOOP
-        PERFORM pg_notify('procrastinate_queue_v1#' || _queue.queue_name,
-                          json_build_object('type', 'job_inserted',
-                                            'job_id', _queue.job_id)::text);
+        -- A channel name has at most 63 bytes: a queue whose name is longer
+        -- than 40 bytes gets no channel of its own (procrastinate's per-row
+        -- trigger failed the insert instead); the any-queue channel and
+        -- polling still wake its workers.
+        IF octet_length('procrastinate_queue_v1#' || _queue.queue_name) <= 63 THEN
+            PERFORM pg_notify('procrastinate_queue_v1#' || _queue.queue_name,
+                              json_build_object('type', 'job_inserted',
+                                                'job_id', _queue.job_id)::text);
+        END IF;
         _first := least(_first, _queue.job_id);
     END LOOP;
     IF _first IS NOT NULL THEN
