@@ -45,6 +45,8 @@ from pgjobs import error_history, resilience
 
 SideTask = Callable[["Worker"], Awaitable[None]]
 
+#: procrastinate's per-queue NOTIFY channel prefix (names stop at 63 bytes).
+_QUEUE_CHANNEL = "procrastinate_queue_v1#"
 #: Most jobs claimed by one statement (also bounded by free slots).
 MAX_CLAIM = 100
 #: Most outcomes written by one statement.
@@ -297,8 +299,11 @@ class Worker(procrastinate_worker.Worker):
     async def _listen(self) -> None:
         # (Re)connected: jobs may have arrived while nobody listened.
         self._new_job_event.set()
+        queues = self.queues
+        if queues and any(len(f"{_QUEUE_CHANNEL}{q}".encode()) > 63 for q in queues):
+            queues = None  # no channel of its own: listen to every queue
         await self.app.job_manager.listen_for_jobs(
-            on_notification=self._handle_notification, queues=self.queues
+            on_notification=self._handle_notification, queues=queues
         )
 
     async def _update_heartbeat(self) -> None:

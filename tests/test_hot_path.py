@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 from typing import Any
@@ -201,3 +202,30 @@ async def test_jobs_claimed_but_not_started_are_put_back(
         "SELECT attempts FROM procrastinate_jobs WHERE id = %s", [lost_reply]
     )
     assert attempts == 0
+
+
+async def test_a_queue_too_long_for_a_channel_still_wakes_its_worker(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    queue = "reports-" + "x" * 50  # 58 bytes: no channel of its own
+    ran = asyncio.Event()
+
+    @app.task(name="t.long", queue=queue)
+    async def long_queue_task() -> None:
+        ran.set()
+
+    async with app.open_async():
+        worker = asyncio.create_task(
+            app.run_worker_async(
+                queues=[queue],
+                install_signal_handlers=False,
+                fetch_job_polling_interval=300,  # only a notification wakes it
+            )
+        )
+        await asyncio.sleep(1.0)
+        app.enqueue(conn, long_queue_task)
+        conn.commit()
+        await asyncio.wait_for(ran.wait(), timeout=20)
+        assert not worker.done()
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
