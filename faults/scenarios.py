@@ -308,7 +308,7 @@ def _finish(
     if counted:
         count(url, result, ids, group.killed)
     errors = group.error_lines()
-    result.errors = len(errors) + len(group.exited)
+    result.errors += len(errors) + len(group.exited)
     if errors:
         result.notes.append(f"first error line: {errors[0][:200]}")
     if group.exited:
@@ -455,6 +455,28 @@ def concurrency(
     return _finish(result, url, ids, group, began)
 
 
+def _idle_latency_p99(url: str, count: int = 200) -> float:
+    """Enqueue→start p99 (ms) with the worker idle: one job every 20 ms."""
+    with database.connect(url) as conn:
+        conn.autocommit = True
+        start = 10_000_000
+        # Wait until the worker is up: its first job has run.
+        warm_up = app.enqueue(conn, "faults.work", {"n": start - 1})
+        assert warm_up is not None
+        wait_finished(url, [warm_up], timeout=60)
+        for n in range(start, start + count):
+            app.enqueue(conn, "faults.work", {"n": n, "sent": time.time()})
+            time.sleep(0.02)
+        time.sleep(1.0)
+        row = conn.execute(
+            "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)"
+            "  FROM fault_runs WHERE n >= %s",
+            [start],
+        ).fetchone()
+    assert row is not None and row[0] is not None
+    return float(row[0])
+
+
 def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Result:
     """Enqueuers and a worker together at ~70% of the measured maximum."""
     import psutil
@@ -465,11 +487,17 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
         "PGJOBS_RETENTION_SCHEDULE": "* * * * * */10",
     }
     if rate is None:
-        probe = enqueue(url, 3000)
-        began = time.monotonic()
+        probe = enqueue(url, 5000)
         with workers(url, 1, 10, **env):
             wait_finished(url, probe, timeout=300)
-        rate = 0.7 * len(probe) / (time.monotonic() - began)
+        with psycopg.connect(url) as conn:
+            drain = _scalar(
+                conn,
+                "SELECT extract(epoch FROM max(ended_at) - min(started_at))"
+                "  FROM fault_runs WHERE job_id = ANY(%s)",
+                probe,
+            )
+        rate = 0.7 * len(probe) / float(drain)
     result = Result(f"sustained {seconds:.0f} s at {rate:.0f} jobs/s", 0)
     stop = threading.Event()
     sent: list[int] = []
@@ -480,7 +508,7 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
             conn.autocommit = True
             next_at = time.monotonic()
             while not stop.is_set():
-                batch = max(1, int(rate / 20))
+                batch = max(1, int(rate / 200))  # every 5 ms: no bursts
                 now = time.time()
                 ids = app.enqueue_many(
                     conn,
@@ -496,6 +524,8 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
     with workers(url, 1, 10, **env) as group:
         rss: list[float] = []
         sizes: list[int] = []
+        idle_p99 = _idle_latency_p99(url)
+        began = time.monotonic()
         thread = threading.Thread(target=enqueuer, daemon=True)
         thread.start()
         proc = psutil.Process(group.procs[0].pid)
@@ -529,10 +559,11 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
                 "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),"
                 "       percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)"
                 "  FROM (SELECT latency_ms, row_number() OVER (ORDER BY id) AS k"
-                "          FROM fault_runs WHERE latency_ms IS NOT NULL) AS r"
+                "          FROM fault_runs"
+                "         WHERE latency_ms IS NOT NULL AND n < 10000000) AS r"
                 " WHERE CASE WHEN %(first)s THEN k <= %(part)s"
-                "            ELSE k > (SELECT count(latency_ms) FROM fault_runs)"
-                "                     - %(part)s END",
+                "            ELSE k > (SELECT count(latency_ms) FROM fault_runs"
+                "                       WHERE n < 10000000) - %(part)s END",
                 {"first": first_part, "part": max(1, len(sent) // 5)},
             ).fetchone()
             for first_part in (True, False)
@@ -540,6 +571,13 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
     result.succeeded = runs
     result.lost = len(sent) - runs + not_ok
     third = max(1, len(rss) // 3)
+    result.notes.append(f"idle latency p99 {idle_p99:.1f} ms")
+    if max(first[1], last[1]) > 2 * idle_p99:
+        result.errors += 1
+        result.notes.append("latency p99 under load exceeded 2x its idle value")
+    if statistics.mean(rss[-third:]) > 1.2 * statistics.mean(rss[:third]):
+        result.errors += 1
+        result.notes.append("worker RSS grew by more than 20%")
     result.notes.append(
         f"latency p50/p99 ms first fifth {first[0]:.1f}/{first[1]:.1f},"
         f" last fifth {last[0]:.1f}/{last[1]:.1f}"
