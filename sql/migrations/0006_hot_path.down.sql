@@ -14,3 +14,4 @@ CREATE TRIGGER procrastinate_trigger_status_events_insert_v1
 DROP FUNCTION pgjobs.worker_heartbeat(bigint);
 DROP FUNCTION pgjobs.finish_jobs(bigint[], procrastinate_job_status[], boolean[]);
 DROP FUNCTION pgjobs.fetch_jobs(character varying[], bigint, integer);
+DROP INDEX pgjobs_jobs_lock_rank_idx;

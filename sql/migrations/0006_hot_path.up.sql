@@ -6,6 +6,13 @@
 -- that lock runs and no earlier or higher-priority job of that lock waits),
 -- same order (priority DESC, id ASC), same SKIP LOCKED claim. At most one job
 -- per lock is ever a candidate, so a batch never holds two jobs of one lock.
+-- Written so the plan walks procrastinate_jobs_priority_idx_v1 in order and
+-- stops at p_limit, with two index probes per job that has a lock
+-- (procrastinate's anti-join form scans every waiting job: 19 s at 50,000).
+CREATE INDEX pgjobs_jobs_lock_rank_idx
+    ON procrastinate_jobs (lock, priority DESC, id)
+    WHERE status = 'todo' AND lock IS NOT NULL;
+
 CREATE FUNCTION pgjobs.fetch_jobs(
     target_queue_names character varying[],
     p_worker_id bigint,
@@ -17,20 +24,20 @@ AS $$
     WITH candidate AS (
         SELECT jobs.id
           FROM procrastinate_jobs AS jobs
-         WHERE NOT EXISTS (
-                   SELECT 1
-                     FROM procrastinate_jobs AS other_jobs
-                    WHERE jobs.lock IS NOT NULL
-                      AND other_jobs.lock = jobs.lock
-                      AND (other_jobs.status = 'doing'
-                           OR (other_jobs.status = 'todo'
-                               AND (other_jobs.priority > jobs.priority
-                                    OR (other_jobs.priority = jobs.priority
-                                        AND other_jobs.id < jobs.id))))
-               )
-           AND jobs.status = 'todo'
+         WHERE jobs.status = 'todo'
            AND (target_queue_names IS NULL OR jobs.queue_name = ANY(target_queue_names))
            AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+           AND (jobs.lock IS NULL
+                OR (NOT EXISTS (SELECT 1
+                                  FROM procrastinate_jobs AS running
+                                 WHERE running.lock = jobs.lock
+                                   AND running.status = 'doing')
+                    AND jobs.id = (SELECT first.id
+                                     FROM procrastinate_jobs AS first
+                                    WHERE first.lock = jobs.lock
+                                      AND first.status = 'todo'
+                                    ORDER BY first.priority DESC, first.id ASC
+                                    LIMIT 1)))
          ORDER BY jobs.priority DESC, jobs.id ASC
          LIMIT p_limit
            FOR UPDATE OF jobs SKIP LOCKED
