@@ -157,7 +157,7 @@ def count(
         result.lost = len(ids) - result.succeeded - result.dead_lettered
         runs = conn.execute(
             "SELECT coalesce(sum(n_runs - 1), 0),"
-            "       coalesce(sum(n_interrupted), 0),"
+            "       coalesce(sum(n_interrupted) FILTER (WHERE n_runs > 1), 0),"
             "       coalesce(sum(greatest(n_clean - 1, 0)), 0)"
             "  FROM (SELECT job_id, count(*) AS n_runs,"
             "               count(*) FILTER (WHERE ended_at IS NULL"
