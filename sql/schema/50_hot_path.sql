@@ -13,19 +13,24 @@ CREATE INDEX pgjobs_jobs_lock_rank_idx
     ON procrastinate_jobs (lock, priority DESC, id)
     WHERE status = 'todo' AND lock IS NOT NULL;
 
+-- PL/pgSQL with the limit inlined: as a SQL function the body is planned
+-- with LIMIT as an unknown parameter, and the plan sorts every waiting job
+-- on each claim (4 ms at 1,000 waiting, growing with the queue).
 CREATE FUNCTION pgjobs.fetch_jobs(
     target_queue_names character varying[],
     p_worker_id bigint,
     p_limit integer
 )
     RETURNS SETOF procrastinate_jobs
-    LANGUAGE sql
+    LANGUAGE plpgsql
 AS $$
+BEGIN
+    RETURN QUERY EXECUTE format($sql$
     WITH candidate AS (
         SELECT jobs.id
           FROM procrastinate_jobs AS jobs
          WHERE jobs.status = 'todo'
-           AND (target_queue_names IS NULL OR jobs.queue_name = ANY(target_queue_names))
+           AND ($1 IS NULL OR jobs.queue_name = ANY($1))
            AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
            AND (jobs.lock IS NULL
                 OR (NOT EXISTS (SELECT 1
@@ -39,14 +44,17 @@ AS $$
                                     ORDER BY first.priority DESC, first.id ASC
                                     LIMIT 1)))
          ORDER BY jobs.priority DESC, jobs.id ASC
-         LIMIT p_limit
+         LIMIT %s
            FOR UPDATE OF jobs SKIP LOCKED
     )
     UPDATE procrastinate_jobs AS jobs
-       SET status = 'doing', worker_id = p_worker_id
+       SET status = 'doing', worker_id = $2
       FROM candidate
      WHERE jobs.id = candidate.id
-    RETURNING jobs.*;
+    RETURNING jobs.*
+    $sql$, greatest(p_limit, 0))
+    USING target_queue_names, p_worker_id;
+END;
 $$;
 
 -- procrastinate_finish_job_v1 for many jobs at once. Returns the ids it
