@@ -162,10 +162,6 @@ def psycopg_connection(conn: Any) -> psycopg.Connection[Any]:
     )
 
 
-def _ids(rows: list[queries.Row]) -> list[int | None]:
-    return list(rows[0]["ids"]) if rows else []
-
-
 def _as_json(jobs: list[procrastinate_types.JobToDefer]) -> Jsonb:
     """The batch as one jsonb array for ``pgjobs.defer_jobs_json``: far cheaper
     to send than an array of composites (about 25 µs a job less in Python)."""
@@ -187,6 +183,19 @@ def _as_json(jobs: list[procrastinate_types.JobToDefer]) -> Jsonb:
     )
 
 
+def _one(job: procrastinate_types.JobToDefer) -> dict[str, Any]:
+    """Parameters of ``defer_one``."""
+    return {
+        "queue_name": job.queue_name,
+        "task_name": job.task_name,
+        "priority": job.priority,
+        "lock": job.lock,
+        "queueing_lock": job.queueing_lock,
+        "args": job.args,
+        "scheduled_at": job.scheduled_at,
+    }
+
+
 def enqueue_many(
     conn: Any,
     app: App,
@@ -199,10 +208,15 @@ def enqueue_many(
     jobs = build_jobs(resolve_task(app, task), payloads, options)
     if not jobs:
         return []
-    rows = queries.fetch_all(
-        psycopg_connection(conn), "defer_jobs_json", jobs=_as_json(jobs)
-    )
-    return check_duplicates(_ids(rows), jobs, on_duplicate)
+    if len(jobs) == 1:
+        ids = [
+            queries.fetch_value(psycopg_connection(conn), "defer_one", **_one(jobs[0]))
+        ]
+    else:
+        ids = queries.fetch_value(
+            psycopg_connection(conn), "defer_jobs_json", jobs=_as_json(jobs)
+        )
+    return check_duplicates(list(ids), jobs, on_duplicate)
 
 
 async def enqueue_many_async(
@@ -221,5 +235,10 @@ async def enqueue_many_async(
     jobs = build_jobs(resolve_task(app, task), payloads, options)
     if not jobs:
         return []
-    rows = await queries.fetch_all_async(conn, "defer_jobs_json", jobs=_as_json(jobs))
-    return check_duplicates(_ids(rows), jobs, on_duplicate)
+    if len(jobs) == 1:
+        ids = [await queries.fetch_value_async(conn, "defer_one", **_one(jobs[0]))]
+    else:
+        ids = await queries.fetch_value_async(
+            conn, "defer_jobs_json", jobs=_as_json(jobs)
+        )
+    return check_duplicates(list(ids), jobs, on_duplicate)

@@ -21,6 +21,12 @@ pins the procrastinate code it replaces):
   go in the next one (``pgjobs.finish_jobs``). A job's task ends only once
   its outcome is stored. Failures keep the per-job path (error history,
   retry decision, dead letter in one statement).
+- **Slots free when the task returns**: ``concurrency`` bounds the jobs
+  whose task code runs; a job whose code has returned gives its slot to the
+  next claim while its outcome is being written (the claim and the write go
+  in parallel on two pool connections). The job stays ``doing`` in the
+  table until its outcome is stored, so its lock is held until then, and a
+  worker that stops still waits for every outcome.
 - **Outages**: every loop that talks to the database (claims, outcomes,
   heartbeat, listener, periodic deferrer, abort polling, pgjobs' side tasks)
   retries a lost connection with capped, jittered backoff instead of stopping
@@ -51,9 +57,18 @@ _QUEUE_CHANNEL = "procrastinate_queue_v1#"
 MAX_CLAIM = 100
 #: Most outcomes written by one statement.
 MAX_FINISH = 500
-#: procrastinate log actions only emitted at DEBUG: their extras are skipped
-#: unless DEBUG is on (they serialise the job twice per run).
-_DEBUG_ACTIONS = frozenset({"loaded_job_info", "finish_task"})
+#: procrastinate's per-job log actions and the level they are logged at:
+#: their extras (the job serialised as a dict) are only built when a record
+#: at that level would be emitted (two per job otherwise, for nothing).
+_JOB_ACTION_LEVELS = {
+    "loaded_job_info": logging.DEBUG,
+    "finish_task": logging.DEBUG,
+    "start_job": logging.INFO,
+    "job_success": logging.INFO,
+    "job_aborted": logging.INFO,
+    "job_aborted_retry": logging.INFO,
+    "job_error_retry": logging.INFO,
+}
 
 
 class Worker(procrastinate_worker.Worker):
@@ -66,6 +81,36 @@ class Worker(procrastinate_worker.Worker):
         self._finisher = _Finisher(self)
         self._claim_unsure = False
         self._checking_pool = False
+        # Jobs (by context) whose slot was freed when their task returned,
+        # set when the last of them has its outcome written.
+        self._slot_freed: set[int] = set()
+        self._outcomes_written = asyncio.Event()
+        self._outcomes_written_total = 0
+
+    async def run(self) -> None:
+        await self._warm_pool()
+        await super().run()  # type: ignore[no-untyped-call]
+
+    async def _warm_pool(self) -> None:
+        """Open the connections the worker will need before the first job.
+
+        Under load a worker uses a connection per claim, per outcome write
+        and per running task that talks to the database; a pool that grows
+        only when the load arrives adds a connection set-up (several ms, one
+        at a time) to the first jobs' latency, and again after every idle
+        period long enough for the pool to shrink.
+        """
+        pool = getattr(self.app.connector, "_async_pool", None)
+        if pool is None:
+            return
+        target = min(pool.max_size, self.concurrency + 2)
+        if pool.min_size >= target:
+            return
+        await pool.resize(min_size=target, max_size=pool.max_size)
+        try:
+            await pool.wait(timeout=10)
+        except Exception as exc:  # the worker's own loops report outages
+            self.logger.debug("connection pool not warmed up: %s", exc)
 
     # -- claiming ----------------------------------------------------------
 
@@ -73,20 +118,27 @@ class Worker(procrastinate_worker.Worker):
         """Claim jobs for every free slot until none is left or asked to stop."""
         attempt = 0
         while not self._stop_event.is_set():
-            acquire = asyncio.create_task(self._job_semaphore.acquire())
-            await utils.wait_any(acquire, self._stop_event.wait())
-            if self._stop_event.is_set():
-                if acquire.done():
-                    self._job_semaphore.release()
-                else:
-                    acquire.cancel()
-                return
+            if self._job_semaphore.locked():
+                acquire = asyncio.create_task(self._job_semaphore.acquire())
+                await utils.wait_any(acquire, self._stop_event.wait())
+                if self._stop_event.is_set():
+                    if acquire.done():
+                        self._job_semaphore.release()
+                    else:
+                        acquire.cancel()
+                    return
+            else:  # a free slot: no task to wait for it
+                await self._job_semaphore.acquire()
             slots = 1
             while slots < MAX_CLAIM and not self._job_semaphore.locked():
                 await self._job_semaphore.acquire()  # free: returns at once
                 slots += 1
             self._new_job_event.clear()
             assert self.worker_id is not None
+            # Outcomes being written while the claim runs may put a job back
+            # (a retry) after the claim's snapshot was taken.
+            written_before = self._outcomes_written_total
+            in_flight = bool(self._slot_freed)
             try:
                 claimed = await self.app.job_manager.fetch_jobs(  # type: ignore[attr-defined]
                     queues=list(self.queues) if self.queues else None,
@@ -115,7 +167,23 @@ class Worker(procrastinate_worker.Worker):
             for job in claimed:
                 self._start_job(job)
             if len(claimed) < slots:
+                if not self.wait and (
+                    in_flight
+                    or self._slot_freed
+                    or self._outcomes_written_total != written_before
+                ):
+                    # Draining (wait=False): an outcome written during the
+                    # claim may put a job back (a retry) or free a lock:
+                    # look again once they are all written before calling
+                    # the queue empty.
+                    await self._wait_outcomes_written()
+                    continue
                 return  # the queue is empty for now: wait for a notification
+
+    async def _wait_outcomes_written(self) -> None:
+        while self._slot_freed and not self._stop_event.is_set():
+            self._outcomes_written.clear()
+            await utils.wait_any(self._outcomes_written.wait(), self._stop_event.wait())
 
     async def _reclaim_unstarted(self, claimed: list[jobs.Job]) -> None:
         """After a claim failed mid-way: put back the jobs claimed for this
@@ -175,8 +243,20 @@ class Worker(procrastinate_worker.Worker):
         job_task.add_done_callback(self._on_job_complete)
 
     def _on_job_complete(self, task: asyncio.Task[Any]) -> None:
-        del self._running_jobs[task]
-        self._job_semaphore.release()
+        context = self._running_jobs.pop(task)
+        if id(context) in self._slot_freed:
+            self._slot_freed.discard(id(context))
+            self._outcomes_written_total += 1
+            if not self._slot_freed:
+                self._outcomes_written.set()
+        else:
+            self._job_semaphore.release()
+
+    def _free_slot(self, context: job_context.JobContext) -> None:
+        """The job's code has returned: its slot can take the next job."""
+        if id(context) not in self._slot_freed:
+            self._slot_freed.add(id(context))
+            self._job_semaphore.release()
 
     # -- finishing ---------------------------------------------------------
 
@@ -189,6 +269,7 @@ class Worker(procrastinate_worker.Worker):
         job_result: job_context.JobResult | None,
     ) -> None:
         assert job.id is not None
+        self._free_slot(context)
         if retry_decision is None and status != jobs.Status.FAILED:
             error_history.take(job)  # e.g. an abort at shutdown: nothing to record
             delete_job = {
@@ -348,7 +429,8 @@ class Worker(procrastinate_worker.Worker):
         job_result: job_context.JobResult | None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        if action in _DEBUG_ACTIONS and not self.logger.isEnabledFor(logging.DEBUG):
+        level = _JOB_ACTION_LEVELS.get(action)
+        if level is not None and not self.logger.isEnabledFor(level):
             return {"action": action}
         extra: dict[str, Any] = super()._log_extra(
             action, context, job_result, **kwargs

@@ -75,6 +75,21 @@ def fetch_one(conn: psycopg.Connection[Any], name: str, **params: Any) -> Row | 
     return rows[0] if rows else None
 
 
+def fetch_value(conn: psycopg.Connection[Any], name: str, **params: Any) -> Any:
+    """The first column of the first row (the enqueue path: no dict rows)."""
+    with translated_errors():
+        row = conn.execute(query(name), params).fetchone()
+    return row[0] if row else None
+
+
+async def fetch_value_async(
+    conn: psycopg.AsyncConnection[Any], name: str, **params: Any
+) -> Any:
+    with translated_errors():
+        row = await (await conn.execute(query(name), params)).fetchone()
+    return row[0] if row else None
+
+
 async def fetch_all_async(
     conn: psycopg.AsyncConnection[Any], name: str, **params: Any
 ) -> list[Row]:

@@ -92,6 +92,44 @@ async def test_batch_claim_order_queues_and_schedule(
     assert statuses[later] == "todo" and statuses[high] == "doing"
 
 
+def events(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
+    return [
+        (job_id, kind)
+        for job_id, kind in conn.execute(
+            "SELECT job_id, type::text FROM procrastinate_events"
+            " WHERE type <> 'deferred' ORDER BY id"
+        )
+    ]
+
+
+async def test_batch_paths_write_procrastinates_status_events(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    """The batch functions write the events procrastinate's per-row trigger
+    would have written, once each, and leave the trigger on for the rest."""
+    a, b, c, d = add(conn, *[("q", 0, None, None, "todo")] * 4)
+    assert sorted(await claim(app, 3)) == [a, b, c]
+    assert sorted(events(conn)) == [(a, "started"), (b, "started"), (c, "started")]
+    status = procrastinate_jobs.Status
+    async with app.open_async():
+        await app.job_manager.finish_jobs(
+            [(a, status.SUCCEEDED, False), (b, status.ABORTED, False)]
+        )
+        # A job never started (todo) and finished: procrastinate calls it
+        # cancelled.
+        await app.job_manager.finish_jobs([(d, status.SUCCEEDED, False)])
+    assert events(conn)[3:] == [(a, "succeeded"), (b, "aborted"), (d, "cancelled")]
+    # Any other update goes through procrastinate's trigger, in the same
+    # session as a claim too.
+    with conn.transaction():
+        conn.execute("SELECT * FROM pgjobs.fetch_jobs(NULL, NULL, 0)")
+        conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", [c]
+        )
+    assert events(conn)[-1] == (c, "failed")
+    assert len(events(conn)) == 7
+
+
 async def test_batch_claim_never_takes_two_jobs_of_one_lock(
     app: App, conn: psycopg.Connection[Any]
 ) -> None:
