@@ -21,12 +21,16 @@ from pgjobs import App, ScheduleNotFound, database, schedules, schema
 
 app = App()
 log = logging.getLogger("examples.job_health_check")
-alerts: list[str] = []  # stands in for Slack / PagerDuty
+alerts: dict[str, str] = {}  # stands in for Slack / PagerDuty
 
 
-def alert(message: str) -> None:
-    alerts.append(message)
-    log.error(message)
+def alert(key: str, message: str) -> None:
+    """Alert once per incident: a second check finding the same job overdue
+    (the worker's own */5 run and the demo's manual run may both happen)
+    does not page again."""
+    if key not in alerts:
+        alerts[key] = message
+        log.error(message)
 
 
 @app.task(name="examples.export_orders", queue="health-demo")
@@ -46,8 +50,9 @@ def job_health_check(timestamp: int) -> list[str]:
     for row in schedules.overdue(app.settings):
         since = row.last_success_at or "never"
         alert(
+            row.name,
             f"{row.name} ({row.task_name}) is overdue: last success {since}, "
-            f"expected every {row.expected_interval}"
+            f"expected every {row.expected_interval}",
         )
         flagged.append(row.name)
     return flagged
