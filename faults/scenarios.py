@@ -483,8 +483,8 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
 
     prepare(url)
     env = {
-        "PGJOBS_RETENTION_SUCCEEDED_DAYS": str(30 / 86400),  # 30 s
-        "PGJOBS_RETENTION_SCHEDULE": "* * * * * */10",
+        "PGJOBS_RETENTION_SUCCEEDED_DAYS": str(60 / 86400),  # 60 s
+        "PGJOBS_RETENTION_SCHEDULE": "* * * * *",  # every minute
     }
     if rate is None:
         probe = enqueue(url, 5000)

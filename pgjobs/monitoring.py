@@ -22,11 +22,14 @@ from pgjobs.settings import Settings
 Target = Settings | str | psycopg.Connection[Any]
 
 
+_COUNTS = frozenset({"dead_letter_threshold", "max_dead_rows"})
+
+
 @dataclass(frozen=True)
 class MonitoringOptions:
     """Per-call values of the views' tunables; ``None`` keeps the database's.
 
-    Seconds, except ``dead_letter_threshold`` (a count).
+    Seconds, except ``dead_letter_threshold`` and ``max_dead_rows`` (counts).
     """
 
     stats_window: float | None = None
@@ -34,6 +37,7 @@ class MonitoringOptions:
     max_latency: float | None = None
     dead_letter_window: float | None = None
     dead_letter_threshold: int | None = None
+    max_dead_rows: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> MonitoringOptions:
@@ -43,6 +47,7 @@ class MonitoringOptions:
             "max_latency": settings.health_max_latency,
             "dead_letter_window": settings.health_dead_letter_window,
             "dead_letter_threshold": settings.health_dead_letter_threshold,
+            "max_dead_rows": settings.health_max_dead_rows,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -54,7 +59,7 @@ class MonitoringOptions:
             value = getattr(self, field.name)
             if value is None:
                 continue
-            if field.name == "dead_letter_threshold":
+            if field.name in _COUNTS:
                 found["pgjobs." + field.name] = str(int(value))
             else:
                 found["pgjobs." + field.name] = f"{float(value)} seconds"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -126,9 +127,12 @@ def _delete_jobs(
     ids: list[int],
     statuses: Sequence[str],
     batch_size: int,
+    pause: float,
 ) -> int:
     deleted = 0
     for start in range(0, len(ids), batch_size):
+        if start and pause:
+            time.sleep(pause)
         with conn.transaction():
             row = queries.fetch_one(
                 conn,
@@ -147,6 +151,7 @@ def _prune_rows(
     *,
     dry_run: bool,
     batch_size: int,
+    pause: float,
     now: datetime.datetime | None,
 ) -> int:
     """Dead letters or error history rows older than ``older_than``."""
@@ -171,6 +176,8 @@ def _prune_rows(
         deleted += count
         if count < batch_size:
             return deleted
+        if pause:
+            time.sleep(pause)
 
 
 def prune(
@@ -179,13 +186,16 @@ def prune(
     *,
     dry_run: bool = False,
     batch_size: int = 1000,
+    batch_pause: float = 0.0,
     now: datetime.datetime | None = None,
 ) -> PruneResult:
     """Delete what ``policy`` says (or count it, with ``dry_run``).
 
     ``now`` (an aware datetime, default the database clock) is the instant
     ages are measured from. Each batch of ``batch_size`` rows is its own
-    transaction when pgjobs opens the connection.
+    transaction when pgjobs opens the connection, and ``batch_pause``
+    seconds separate two batches (the periodic task pauses, so that a large
+    deletion never keeps the database busy long enough to delay claims).
     """
     if not policy.enabled:
         raise InvalidJobOptions(
@@ -194,6 +204,8 @@ def prune(
         )
     if batch_size < 1:
         raise InvalidJobOptions("batch_size must be at least 1")
+    if batch_pause < 0:
+        raise InvalidJobOptions("batch_pause must not be negative")
     if now is not None and now.tzinfo is None:
         raise InvalidJobOptions("now must be a timezone-aware datetime")
     counts: dict[str, int] = {}
@@ -209,7 +221,9 @@ def prune(
         ):
             ids = _job_ids(conn, statuses, older_than, keep, now)
             counts[key] = (
-                len(ids) if dry_run else _delete_jobs(conn, ids, statuses, batch_size)
+                len(ids)
+                if dry_run
+                else _delete_jobs(conn, ids, statuses, batch_size, batch_pause)
             )
         for key, kind, older_than in (
             ("dead_letters", "dead_letters", policy.dead_letters_after),
@@ -221,6 +235,7 @@ def prune(
                 older_than,
                 dry_run=dry_run,
                 batch_size=batch_size,
+                pause=batch_pause,
                 now=now,
             )
     return PruneResult(dry_run=dry_run, **counts)
@@ -242,7 +257,12 @@ def install(app: App) -> None:
         )
 
     def prune_old_jobs(timestamp: int) -> dict[str, Any]:
-        result = prune(settings, policy, batch_size=settings.retention_batch_size)
+        result = prune(
+            settings,
+            policy,
+            batch_size=settings.retention_batch_size,
+            batch_pause=settings.retention_batch_pause,
+        )
         logger.info(
             f"Retention deleted {result.succeeded_jobs} succeeded and "
             f"{result.failed_jobs} failed jobs, {result.dead_letters} dead letters",

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         ge=0,
         description="New dead letters per task tolerated by health (default 0).",
     )
+    health_max_dead_rows: int | None = Field(
+        default=None,
+        ge=0,
+        description="Dead rows in the jobs or events table before health reports "
+        "it (default 100000, or a tenth of the live rows when more).",
+    )
     # Retention (pgjobs.retention): enabled when any age or keep-last is set.
     retention_succeeded_days: float | None = Field(
         default=None, ge=0, description="Delete succeeded jobs after this many days."
@@ -128,6 +134,13 @@ class Settings(BaseSettings):
     )
     retention_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Rows deleted per statement."
+    )
+    retention_batch_pause: float = Field(
+        default=0.05,
+        ge=0,
+        le=60,
+        description="Seconds the periodic retention task pauses between two "
+        "delete batches (keeps a large deletion from delaying claims).",
     )
 
     # Schedules (pgjobs.schedules).

@@ -135,7 +135,8 @@ def test_keep_last_n_per_task(conn: psycopg.Connection[Any], db_url: str) -> Non
     policy = RetentionPolicy(keep_succeeded=3, keep_failed=1)
     dry = retention.prune(db_url, policy, dry_run=True)
     assert (dry.succeeded_jobs, dry.failed_jobs) == (2, 1)
-    result = retention.prune(db_url, policy, batch_size=2)
+    # Small batches with a pause between them delete the same rows.
+    result = retention.prune(db_url, policy, batch_size=1, batch_pause=0.01)
     assert (result.succeeded_jobs, result.failed_jobs) == (2, 1)
     remaining = job_ids(conn)
     assert remaining == {
@@ -171,6 +172,8 @@ def test_policy_validation(db_url: str) -> None:
         retention.prune(db_url, RetentionPolicy())
     with pytest.raises(InvalidJobOptions, match="must not be negative"):
         RetentionPolicy(keep_failed=-1)
+    with pytest.raises(InvalidJobOptions, match="batch_pause must not be negative"):
+        retention.prune(db_url, RetentionPolicy(keep_failed=1), batch_pause=-1)
     with pytest.raises(InvalidJobOptions, match="timezone-aware"):
         retention.prune(
             db_url,

@@ -9,6 +9,7 @@ import pytest
 
 from pgjobs import monitoring
 from pgjobs.monitoring import MonitoringOptions
+from tests.conftest import run_cli
 from tests.monitoring_support import add_dead_letter, add_job, add_worker, finished
 
 VIEWS = [
@@ -273,3 +274,42 @@ def test_health_reports_overdue_schedules(
     conn.execute("UPDATE pgjobs.schedules SET paused = true WHERE name = 'nightly'")
     conn.commit()
     assert monitoring.health(db_url) == []
+
+
+def test_health_reports_dead_rows_piling_up(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    # Autovacuum off on the jobs table: 200 of 300 jobs deleted leave 200 dead
+    # rows there (and in the events table, by cascade) beside 100 live.
+    for table in ("procrastinate_jobs", "procrastinate_events"):
+        conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " SELECT 'q', 't', '{}' FROM generate_series(1, 300)"
+    )
+    conn.commit()
+    conn.execute("DELETE FROM procrastinate_jobs WHERE id % 3 <> 0")
+    conn.commit()
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.commit()
+
+    assert monitoring.health(db_url) == []  # below the default 100,000
+    problems = monitoring.health(db_url, MonitoringOptions(max_dead_rows=50))
+    assert [(p.check, p.subject, p.severity) for p in problems] == [
+        ("dead_rows", "table procrastinate_events", "warning"),
+        ("dead_rows", "table procrastinate_jobs", "warning"),
+    ]
+    detail = problems[1].detail
+    assert detail.startswith("200 dead row(s) beside 100 live: autovacuum is ")
+    assert "VACUUM procrastinate_jobs" in detail
+    # The same from the CLI, by option and by setting.
+    by_option = run_cli("health", "--max-dead-rows", "50", db_url=db_url)
+    assert by_option.returncode == 1 and "dead_rows" in by_option.stdout
+    by_setting = run_cli("health", db_url=db_url, PGJOBS_HEALTH_MAX_DEAD_ROWS="50")
+    assert by_setting.returncode == 1 and "dead_rows" in by_setting.stdout
+    assert run_cli("health", "--max-dead-rows", "-1", db_url=db_url).returncode == 2
+
+    conn.autocommit = True
+    conn.execute("VACUUM procrastinate_jobs, procrastinate_events")
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    assert monitoring.health(db_url, MonitoringOptions(max_dead_rows=50)) == []

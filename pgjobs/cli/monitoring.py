@@ -151,6 +151,11 @@ def stats(state: State, window: str | None, watch: float | None, as_json: bool) 
 @click.option(
     "--stalled-after", help="Heartbeat silence that makes a job stalled (30s)."
 )
+@click.option(
+    "--max-dead-rows",
+    type=click.IntRange(0),
+    help="Dead rows tolerated in the jobs and events tables (default 100000).",
+)
 @json_option
 @pass_state
 def health(
@@ -159,6 +164,7 @@ def health(
     dead_letter_window: str | None,
     dead_letter_threshold: int | None,
     stalled_after: str | None,
+    max_dead_rows: int | None,
     as_json: bool,
 ) -> None:
     """Report problems (view pgjobs.health); exit 1 if any.
@@ -173,6 +179,7 @@ def health(
             dead_letter_window=_seconds(dead_letter_window),
             dead_letter_threshold=dead_letter_threshold,
             stalled_after=_seconds(stalled_after),
+            max_dead_rows=max_dead_rows,
         )
         problems = monitoring.health(state.settings, options)
     except PgjobsError as exc:

@@ -246,7 +246,28 @@ SELECT 'queue_latency',
        'warning'
   FROM pgjobs.queue_stats AS queue
  WHERE queue.oldest_waiting_s
-       > extract(epoch FROM pgjobs.setting('pgjobs.max_latency', '5 minutes')::interval);
+       > extract(epoch FROM pgjobs.setting('pgjobs.max_latency', '5 minutes')::interval)
+UNION ALL
+SELECT 'dead_rows',
+       'table ' || stat.relid::regclass::text,
+       format('%s dead row(s) beside %s live: %s',
+              stat.n_dead_tup, stat.n_live_tup,
+              CASE WHEN current_setting('autovacuum') = 'off'
+                   THEN 'autovacuum is off on this server; turn it on or VACUUM '
+                        || stat.relid::regclass::text || ' (claims slow down as dead rows pile up)'
+                   WHEN 'autovacuum_enabled=false' = ANY(class.reloptions)
+                   THEN 'autovacuum is disabled on this table; enable it or VACUUM '
+                        || stat.relid::regclass::text
+                   ELSE 'autovacuum is not keeping up (last autovacuum '
+                        || coalesce(stat.last_autovacuum::text, 'never') || ')'
+              END),
+       'warning'
+  FROM pg_stat_user_tables AS stat
+  JOIN pg_class AS class ON class.oid = stat.relid
+ WHERE stat.relid IN ('procrastinate_jobs'::regclass, 'procrastinate_events'::regclass)
+   AND stat.n_dead_tup > greatest(
+           pgjobs.setting('pgjobs.max_dead_rows', '100000')::bigint,
+           stat.n_live_tup / 10);
 
 -- Least-privilege group roles (NOLOGIN): grant them to your login roles,
 -- e.g. GRANT pgjobs_monitor TO grafana. Roles are cluster-wide, so they are
