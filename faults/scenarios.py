@@ -470,15 +470,117 @@ def _idle_latency_p99(url: str, count: int = 200) -> float:
         time.sleep(1.0)
         row = conn.execute(
             "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)"
-            "  FROM fault_runs WHERE n >= %s",
-            [start],
+            "  FROM fault_runs WHERE n >= %s AND n < %s",
+            [start, start + count],
         ).fetchone()
     assert row is not None and row[0] is not None
     return float(row[0])
 
 
-def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Result:
-    """Enqueuers and a worker together at ~70% of the measured maximum."""
+class _Pacer:
+    """A thread enqueueing ``faults.work`` at ``rate`` jobs/s, evenly (a small
+    batch every 5 ms: no bursts), each job stamped with its send time."""
+
+    def __init__(self, url: str, rate: float, first_n: int = 0) -> None:
+        self.url, self.rate, self.n = url, rate, first_n
+        self.sent: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with database.connect(self.url) as conn:
+            conn.autocommit = True
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                batch = max(1, int(self.rate / 200))
+                now = time.time()
+                ids = app.enqueue_many(
+                    conn,
+                    "faults.work",
+                    [{"n": self.n + i, "sent": now} for i in range(batch)],
+                )
+                self.sent.extend(i for i in ids if i is not None)
+                self.n += batch
+                next_at += batch / self.rate
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join()
+        return self.sent
+
+
+def _completion_rate(url: str, ids: Sequence[int]) -> float:
+    """Jobs/s between the first start and the last end among ``ids``."""
+    with psycopg.connect(url) as conn:
+        done, window = conn.execute(
+            "SELECT count(*), extract(epoch FROM max(ended_at) - min(started_at))"
+            "  FROM fault_runs WHERE job_id = ANY(%s) AND ended_at IS NOT NULL",
+            [list(ids)],
+        ).fetchone() or (0, None)
+    return float(done) / float(window) if window else 0.0
+
+
+def _maximum_rate(url: str, env: dict[str, str], seconds: float = 30.0) -> float:
+    """The processing rate with enqueuers and the worker running together.
+
+    A drain of 5,000 waiting jobs gives the worker's rate alone; then jobs are
+    enqueued at that rate while the worker runs, and what the worker
+    completes per second over the last two thirds of that window (the
+    enqueuer taking its share of the two cores) is the maximum.
+    """
+    probe = enqueue(url, 5000, start=20_000_000)
+    with workers(url, 1, 10, **env):
+        wait_finished(url, probe, timeout=300)
+        alone = _completion_rate(url, probe)
+        pacer = _Pacer(url, alone, first_n=30_000_000)
+        time.sleep(seconds / 3)
+        with psycopg.connect(url) as conn:
+            since = _scalar(conn, "SELECT clock_timestamp()")
+        time.sleep(2 * seconds / 3)
+        with psycopg.connect(url) as conn:
+            done = _scalar(
+                conn,
+                "SELECT count(*) FROM fault_runs WHERE n >= 30000000"
+                "   AND ended_at >= %s",
+                since,
+            )
+        wait_finished(url, pacer.stop(), timeout=300)
+    return float(done) / (2 * seconds / 3)
+
+
+def _timeline(url: str, parts: int = 10) -> list[str]:
+    """Per tenth of the load: jobs/s started, latency p50/p99, as notes."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "WITH r AS (SELECT started_at, latency_ms FROM fault_runs"
+            "            WHERE latency_ms IS NOT NULL AND n < 10000000),"
+            " b AS (SELECT min(started_at) AS t0,"
+            "              extract(epoch FROM max(started_at) - min(started_at))"
+            "              / %(parts)s AS width FROM r)"
+            " SELECT least(floor(extract(epoch FROM r.started_at - b.t0)"
+            "                    / nullif(b.width, 0)), %(parts)s - 1) AS part,"
+            "        count(*) / max(b.width),"
+            "        percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),"
+            "        percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)"
+            "   FROM r CROSS JOIN b GROUP BY 1 ORDER BY 1",
+            {"parts": parts},
+        ).fetchall()
+    return [
+        "timeline (tenths of the run: started jobs/s, latency p50/p99 ms): "
+        + ", ".join(f"{rate:.0f} {p50:.1f}/{p99:.1f}" for _, rate, p50, p99 in rows)
+    ]
+
+
+def sustained(
+    url: str,
+    seconds: float = 600.0,
+    rate: float | None = None,
+    retention: bool = True,
+) -> Result:
+    """Enqueuers and a worker together at ~70% of the measured maximum, with
+    retention deleting succeeded jobs older than a minute, every minute."""
     import psutil
 
     prepare(url)
@@ -486,56 +588,27 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
         "PGJOBS_RETENTION_SUCCEEDED_DAYS": str(60 / 86400),  # 60 s
         "PGJOBS_RETENTION_SCHEDULE": "* * * * *",  # every minute
     }
+    if not retention:
+        env.clear()
+    maximum = None
     if rate is None:
-        probe = enqueue(url, 5000)
-        with workers(url, 1, 10, **env):
-            wait_finished(url, probe, timeout=300)
-        with psycopg.connect(url) as conn:
-            drain = _scalar(
-                conn,
-                "SELECT extract(epoch FROM max(ended_at) - min(started_at))"
-                "  FROM fault_runs WHERE job_id = ANY(%s)",
-                probe,
-            )
-        rate = 0.7 * len(probe) / float(drain)
+        maximum = _maximum_rate(url, env)
+        rate = 0.7 * maximum
     result = Result(f"sustained {seconds:.0f} s at {rate:.0f} jobs/s", 0)
-    stop = threading.Event()
-    sent: list[int] = []
-
-    def enqueuer() -> None:
-        n = 0
-        with database.connect(url) as conn:
-            conn.autocommit = True
-            next_at = time.monotonic()
-            while not stop.is_set():
-                batch = max(1, int(rate / 200))  # every 5 ms: no bursts
-                now = time.time()
-                ids = app.enqueue_many(
-                    conn,
-                    "faults.work",
-                    [{"n": n + i, "sent": now} for i in range(batch)],
-                )
-                sent.extend(i for i in ids if i is not None)
-                n += batch
-                next_at += batch / rate
-                time.sleep(max(0.0, next_at - time.monotonic()))
-
     began = time.monotonic()
     with workers(url, 1, 10, **env) as group:
         rss: list[float] = []
         sizes: list[int] = []
         idle_p99 = _idle_latency_p99(url)
         began = time.monotonic()
-        thread = threading.Thread(target=enqueuer, daemon=True)
-        thread.start()
+        pacer = _Pacer(url, rate)
         proc = psutil.Process(group.procs[0].pid)
         with psycopg.connect(url, autocommit=True) as conn:
             while time.monotonic() - began < seconds:
                 time.sleep(min(5.0, seconds / 10))
                 rss.append(proc.memory_info().rss / 2**20)
                 sizes.append(_scalar(conn, "SELECT count(*) FROM procrastinate_jobs"))
-        stop.set()
-        thread.join()
+        sent = pacer.stop()
         wait_finished(url, sent, timeout=120)
     result.jobs = len(sent)
     # Jobs deleted by retention were succeeded (retention never touches others).
@@ -571,6 +644,10 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
     result.succeeded = runs
     result.lost = len(sent) - runs + not_ok
     third = max(1, len(rss) // 3)
+    if maximum is not None:
+        result.notes.append(
+            f"maximum with enqueuer and worker together {maximum:.0f} jobs/s"
+        )
     result.notes.append(f"idle latency p99 {idle_p99:.1f} ms")
     if max(first[1], last[1]) > 2 * idle_p99:
         result.errors += 1
@@ -587,4 +664,5 @@ def sustained(url: str, seconds: float = 600.0, rate: float | None = None) -> Re
         f" last third {statistics.mean(rss[-third:]):.1f};"
         f" jobs table rows max {max(sizes)} (enqueued {len(sent)}, kept {kept})"
     )
+    result.notes += _timeline(url)
     return _finish(result, url, [], group, began, counted=False)

@@ -267,3 +267,48 @@ async def test_a_queue_too_long_for_a_channel_still_wakes_its_worker(
         assert not worker.done()
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
+
+
+def test_claim_plan_made_on_a_near_empty_table_still_uses_the_indexes(
+    db_url: str,
+) -> None:
+    # A worker started on a new database plans its claim (once per connection)
+    # while the table is nearly empty. After the table has grown, without an
+    # ANALYZE in between, that plan must still walk the indexes: a sequential
+    # scan of every job per claim was what a 50-row plan did at 85,000 rows.
+    insert = (
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+        " SELECT 'q', 't', '{}' FROM generate_series(1, %s)"
+    )
+    claim = "SELECT id FROM pgjobs.fetch_jobs(NULL, NULL, 5)"
+    with (
+        psycopg.connect(db_url, autocommit=True) as worker_conn,
+        psycopg.connect(db_url, autocommit=True) as setup,
+    ):
+        setup.execute(insert, [50])
+        for _ in range(6):
+            assert len(worker_conn.execute(claim).fetchall()) == 5
+        setup.execute(insert, [20_000])
+        setup.execute("UPDATE procrastinate_jobs SET status = 'succeeded'")
+        setup.execute(insert, [100])
+        assert setup.execute(
+            "SELECT last_analyze IS NULL AND last_autoanalyze IS NULL"
+            "  FROM pg_stat_user_tables WHERE relname = 'procrastinate_jobs'"
+        ).fetchone() == (True,)
+
+        plans: list[str] = []
+        worker_conn.add_notice_handler(
+            lambda notice: plans.append(notice.message_primary or "")
+        )
+        worker_conn.execute("LOAD 'auto_explain'")
+        for setting in (
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_nested_statements = on",
+            "client_min_messages = log",
+        ):
+            worker_conn.execute(f"SET {setting}")
+        claimed = worker_conn.execute(claim).fetchall()
+        assert len(claimed) == 5
+        [inner] = [plan for plan in plans if "UPDATE procrastinate_jobs" in plan]
+        assert "Index" in inner
+        assert "Seq Scan on procrastinate_jobs" not in inner, inner

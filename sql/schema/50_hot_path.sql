@@ -30,10 +30,13 @@ CREATE TRIGGER procrastinate_trigger_status_events_update_v1
 -- with a generic plan (planning a claim cost more than running it: 0.55 ms
 -- per claim with EXECUTE against 0.2 ms for procrastinate's own). The
 -- claimed ids go through an array so the generic plan updates them by
--- primary key, and sorts are off so that, whatever the table looked like
--- when the plan was made, it walks the priority index in order and stops
--- at p_limit (the plan of a near-empty table must not sort every waiting
--- job once the queue has grown).
+-- primary key, and sorts and sequential scans are off so that, whatever
+-- the table looked like when the plan was made, it walks the priority index
+-- in order and stops at p_limit: a plan made while the table was nearly
+-- empty (a worker started on a new database) would otherwise sort every
+-- waiting job, or scan the whole table, once it has grown, until the next
+-- ANALYZE (warmed on 50 rows, then at 85,000: 8.7 ms per claim and finish
+-- of 10 jobs instead of 1.6 ms).
 CREATE FUNCTION pgjobs.fetch_jobs(
     target_queue_names character varying[],
     p_worker_id bigint,
@@ -43,6 +46,7 @@ CREATE FUNCTION pgjobs.fetch_jobs(
     LANGUAGE plpgsql
     SET plan_cache_mode = force_generic_plan
     SET enable_sort = off
+    SET enable_seqscan = off
 AS $$
 BEGIN
     PERFORM set_config('pgjobs.batch_events', 'on', true);
