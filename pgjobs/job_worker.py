@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -89,6 +90,11 @@ class Worker(procrastinate_worker.Worker):
 
     async def run(self) -> None:
         await self._warm_pool()
+        # Everything loaded so far (modules, the app, its tasks) lives as long
+        # as the worker: moved out of the collector's reach, a full collection
+        # walks only what jobs allocate (30-60 ms pauses of the whole worker
+        # under load before, every few tens of seconds).
+        gc.freeze()
         await super().run()  # type: ignore[no-untyped-call]
 
     async def _warm_pool(self) -> None:

@@ -103,6 +103,7 @@ def _job_ids(
     older_than: datetime.timedelta | None,
     keep: int | None,
     now: datetime.datetime | None,
+    limit: int | None = None,
 ) -> list[int]:
     ids: set[int] = set()
     if older_than is not None:
@@ -112,6 +113,7 @@ def _job_ids(
             statuses=list(statuses),
             older_than=older_than,
             now=now,
+            limit=limit,
         )
         ids.update(row["id"] for row in rows)
     if keep is not None:
@@ -122,17 +124,33 @@ def _job_ids(
     return sorted(ids)
 
 
+class _Throttle:
+    """Pauses between two delete batches: ``pause`` seconds, and long enough
+    that deleting takes at most ``duty_cycle`` of the elapsed time."""
+
+    def __init__(self, pause: float, duty_cycle: float) -> None:
+        self.pause, self.duty_cycle = pause, duty_cycle
+        self._started = time.monotonic()
+
+    def between_batches(self) -> None:
+        busy = time.monotonic() - self._started
+        wait = max(self.pause, busy * (1 / self.duty_cycle - 1))
+        if wait > 0:
+            time.sleep(wait)
+        self._started = time.monotonic()
+
+
 def _delete_jobs(
     conn: psycopg.Connection[Any],
     ids: list[int],
     statuses: Sequence[str],
     batch_size: int,
-    pause: float,
+    throttle: _Throttle,
 ) -> int:
     deleted = 0
     for start in range(0, len(ids), batch_size):
-        if start and pause:
-            time.sleep(pause)
+        if start:
+            throttle.between_batches()
         with conn.transaction():
             row = queries.fetch_one(
                 conn,
@@ -144,6 +162,37 @@ def _delete_jobs(
     return deleted
 
 
+def _prune_jobs(
+    conn: psycopg.Connection[Any],
+    statuses: Sequence[str],
+    older_than: datetime.timedelta | None,
+    keep: int | None,
+    *,
+    dry_run: bool,
+    batch_size: int,
+    throttle: _Throttle,
+    now: datetime.datetime | None,
+) -> int:
+    """Jobs in ``statuses`` finished longer than ``older_than`` ago or beyond
+    the ``keep`` newest per task. Old jobs are listed one batch at a time
+    (listing a minute's worth at once was itself a burst under load)."""
+    if dry_run:
+        return len(_job_ids(conn, statuses, older_than, keep, now))
+    deleted = 0
+    if older_than is not None:
+        while True:
+            ids = _job_ids(conn, statuses, older_than, None, now, limit=batch_size)
+            if ids:
+                deleted += _delete_jobs(conn, ids, statuses, batch_size, throttle)
+            if len(ids) < batch_size:
+                break
+            throttle.between_batches()
+    if keep is not None:
+        ids = _job_ids(conn, statuses, None, keep, now)
+        deleted += _delete_jobs(conn, ids, statuses, batch_size, throttle)
+    return deleted
+
+
 def _prune_rows(
     conn: psycopg.Connection[Any],
     kind: str,
@@ -151,7 +200,7 @@ def _prune_rows(
     *,
     dry_run: bool,
     batch_size: int,
-    pause: float,
+    throttle: _Throttle,
     now: datetime.datetime | None,
 ) -> int:
     """Dead letters or error history rows older than ``older_than``."""
@@ -176,8 +225,7 @@ def _prune_rows(
         deleted += count
         if count < batch_size:
             return deleted
-        if pause:
-            time.sleep(pause)
+        throttle.between_batches()
 
 
 def prune(
@@ -187,15 +235,18 @@ def prune(
     dry_run: bool = False,
     batch_size: int = 1000,
     batch_pause: float = 0.0,
+    duty_cycle: float = 1.0,
     now: datetime.datetime | None = None,
 ) -> PruneResult:
     """Delete what ``policy`` says (or count it, with ``dry_run``).
 
     ``now`` (an aware datetime, default the database clock) is the instant
     ages are measured from. Each batch of ``batch_size`` rows is its own
-    transaction when pgjobs opens the connection, and ``batch_pause``
-    seconds separate two batches (the periodic task pauses, so that a large
-    deletion never keeps the database busy long enough to delay claims).
+    transaction when pgjobs opens the connection. Between two batches it
+    pauses ``batch_pause`` seconds, and long enough that deleting takes at
+    most ``duty_cycle`` of the time (the periodic task deletes at most a
+    quarter of the time: a minute's worth of finished jobs deleted in one go
+    held claims back by 50-100 ms under load).
     """
     if not policy.enabled:
         raise InvalidJobOptions(
@@ -206,6 +257,9 @@ def prune(
         raise InvalidJobOptions("batch_size must be at least 1")
     if batch_pause < 0:
         raise InvalidJobOptions("batch_pause must not be negative")
+    if not 0 < duty_cycle <= 1:
+        raise InvalidJobOptions("duty_cycle must be in (0, 1]")
+    throttle = _Throttle(batch_pause, duty_cycle)
     if now is not None and now.tzinfo is None:
         raise InvalidJobOptions("now must be a timezone-aware datetime")
     counts: dict[str, int] = {}
@@ -219,11 +273,15 @@ def prune(
             ),
             ("failed_jobs", FAILED_STATUSES, policy.failed_after, policy.keep_failed),
         ):
-            ids = _job_ids(conn, statuses, older_than, keep, now)
-            counts[key] = (
-                len(ids)
-                if dry_run
-                else _delete_jobs(conn, ids, statuses, batch_size, batch_pause)
+            counts[key] = _prune_jobs(
+                conn,
+                statuses,
+                older_than,
+                keep,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                throttle=throttle,
+                now=now,
             )
         for key, kind, older_than in (
             ("dead_letters", "dead_letters", policy.dead_letters_after),
@@ -235,10 +293,14 @@ def prune(
                 older_than,
                 dry_run=dry_run,
                 batch_size=batch_size,
-                pause=batch_pause,
+                throttle=throttle,
                 now=now,
             )
     return PruneResult(dry_run=dry_run, **counts)
+
+
+#: Share of its running time the periodic task spends deleting.
+PERIODIC_DUTY_CYCLE = 0.25
 
 
 def install(app: App) -> None:
@@ -262,6 +324,7 @@ def install(app: App) -> None:
             policy,
             batch_size=settings.retention_batch_size,
             batch_pause=settings.retention_batch_pause,
+            duty_cycle=PERIODIC_DUTY_CYCLE,
         )
         logger.info(
             f"Retention deleted {result.succeeded_jobs} succeeded and "

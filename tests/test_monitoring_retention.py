@@ -135,8 +135,11 @@ def test_keep_last_n_per_task(conn: psycopg.Connection[Any], db_url: str) -> Non
     policy = RetentionPolicy(keep_succeeded=3, keep_failed=1)
     dry = retention.prune(db_url, policy, dry_run=True)
     assert (dry.succeeded_jobs, dry.failed_jobs) == (2, 1)
-    # Small batches with a pause between them delete the same rows.
-    result = retention.prune(db_url, policy, batch_size=1, batch_pause=0.01)
+    # Small batches with pauses between them (deleting a quarter of the time)
+    # delete the same rows.
+    result = retention.prune(
+        db_url, policy, batch_size=1, batch_pause=0.01, duty_cycle=0.25
+    )
     assert (result.succeeded_jobs, result.failed_jobs) == (2, 1)
     remaining = job_ids(conn)
     assert remaining == {
@@ -174,6 +177,8 @@ def test_policy_validation(db_url: str) -> None:
         RetentionPolicy(keep_failed=-1)
     with pytest.raises(InvalidJobOptions, match="batch_pause must not be negative"):
         retention.prune(db_url, RetentionPolicy(keep_failed=1), batch_pause=-1)
+    with pytest.raises(InvalidJobOptions, match="duty_cycle must be in"):
+        retention.prune(db_url, RetentionPolicy(keep_failed=1), duty_cycle=0)
     with pytest.raises(InvalidJobOptions, match="timezone-aware"):
         retention.prune(
             db_url,

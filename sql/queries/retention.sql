@@ -3,7 +3,8 @@
 
 -- name: retention_jobs_finished_before --
 -- Jobs in one of the given (finished) statuses whose last event is older
--- than the cutoff: finished strictly before now - older_than.
+-- than the cutoff: finished strictly before now - older_than. At most
+-- `limit` of them (NULL: all), so a deletion lists one batch at a time.
 WITH params AS (
     SELECT coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval AS cutoff
 )
@@ -15,7 +16,8 @@ SELECT DISTINCT event.job_id AS id
    AND job.status = ANY(%(statuses)s::procrastinate_job_status[])
    AND NOT EXISTS (SELECT
                      FROM procrastinate_events AS later
-                    WHERE later.job_id = job.id AND later.at >= params.cutoff);
+                    WHERE later.job_id = job.id AND later.at >= params.cutoff)
+ LIMIT %(limit)s;
 
 -- name: retention_jobs_beyond_keep --
 -- Per task, the jobs in the given statuses after the `keep` most recently
