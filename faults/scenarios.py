@@ -533,7 +533,7 @@ def _maximum_rate(url: str, env: dict[str, str], seconds: float = 30.0) -> float
     probe = enqueue(url, 5000, start=20_000_000)
     with workers(url, 1, 10, **env):
         wait_finished(url, probe, timeout=300)
-        alone = _completion_rate(url, probe)
+        alone = max(1.0, _completion_rate(url, probe))
         pacer = _Pacer(url, alone, first_n=30_000_000)
         time.sleep(seconds / 3)
         with psycopg.connect(url) as conn:
