@@ -259,9 +259,9 @@ def prune(
         raise InvalidJobOptions("batch_pause must not be negative")
     if not 0 < duty_cycle <= 1:
         raise InvalidJobOptions("duty_cycle must be in (0, 1]")
-    throttle = _Throttle(batch_pause, duty_cycle)
     if now is not None and now.tzinfo is None:
         raise InvalidJobOptions("now must be a timezone-aware datetime")
+    throttle = _Throttle(batch_pause, duty_cycle)
     counts: dict[str, int] = {}
     with database.connection(target) as conn:
         for key, statuses, older_than, keep in (
