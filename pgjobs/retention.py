@@ -107,15 +107,16 @@ def _job_ids(
 ) -> list[int]:
     ids: set[int] = set()
     if older_than is not None:
-        rows = queries.fetch_all(
-            conn,
-            "retention_jobs_finished_before",
-            statuses=list(statuses),
-            older_than=older_than,
-            now=now,
-            limit=limit,
-        )
-        ids.update(row["id"] for row in rows)
+        for status in statuses:
+            rows = queries.fetch_all(
+                conn,
+                "retention_jobs_finished_before",
+                status=status,
+                older_than=older_than,
+                now=now,
+                limit=limit,
+            )
+            ids.update(row["id"] for row in rows)
     if keep is not None:
         rows = queries.fetch_all(
             conn, "retention_jobs_beyond_keep", statuses=list(statuses), keep=keep
@@ -180,13 +181,14 @@ def _prune_jobs(
         return len(_job_ids(conn, statuses, older_than, keep, now))
     deleted = 0
     if older_than is not None:
-        while True:
-            ids = _job_ids(conn, statuses, older_than, None, now, limit=batch_size)
-            if ids:
-                deleted += _delete_jobs(conn, ids, statuses, batch_size, throttle)
-            if len(ids) < batch_size:
-                break
-            throttle.between_batches()
+        for status in statuses:
+            while True:
+                ids = _job_ids(conn, [status], older_than, None, now, batch_size)
+                if ids:
+                    deleted += _delete_jobs(conn, ids, [status], batch_size, throttle)
+                if len(ids) < batch_size:
+                    break
+                throttle.between_batches()
     if keep is not None:
         ids = _job_ids(conn, statuses, None, keep, now)
         deleted += _delete_jobs(conn, ids, statuses, batch_size, throttle)

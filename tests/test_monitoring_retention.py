@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs import App, ConfigError, InvalidJobOptions, Settings, retention
+from pgjobs import App, ConfigError, InvalidJobOptions, Settings, queries, retention
 from pgjobs.retention import RetentionPolicy
 from tests.conftest import run_cli
 from tests.monitoring_support import add_dead_letter, add_job, finished
@@ -279,3 +279,37 @@ def test_cli_prune(conn: psycopg.Connection[Any], db_url: str) -> None:
     bad = run_cli("prune", "--succeeded-older-than", "soon", db_url=db_url)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1
     assert "invalid age 'soon'" in bad.stderr
+
+
+def test_listing_old_jobs_walks_the_index_one_batch_at_a_time(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Each batch of a prune lists its jobs from the oldest finishing events
+    and stops: no scan of every recent event per batch (that made listing,
+    not deleting, the cost of pruning under load)."""
+    conn.execute(
+        "WITH jobs AS ("
+        "  INSERT INTO procrastinate_jobs (queue_name, task_name, args, status)"
+        "  SELECT 'default', 'task', '{}', 'succeeded' FROM generate_series(1, 20000)"
+        "  RETURNING id)"
+        " INSERT INTO procrastinate_events (job_id, type, at)"
+        " SELECT id, type::procrastinate_job_event_type,"
+        "        now() - make_interval(secs => 20000 - id % 20000)"
+        "   FROM jobs, unnest(ARRAY['deferred', 'started', 'succeeded']) AS type"
+    )
+    conn.execute("ANALYZE procrastinate_jobs")
+    conn.execute("ANALYZE procrastinate_events")
+    sql = queries.query("retention_jobs_finished_before")
+    params = {"status": "succeeded", "older_than": "1 hour", "now": None, "limit": 100}
+    listed = [row[0] for row in conn.execute(sql, params).fetchall()]
+    assert len(listed) == 100
+    oldest = conn.execute(
+        "SELECT job_id FROM procrastinate_events WHERE type = 'succeeded'"
+        " ORDER BY at LIMIT 100"
+    ).fetchall()
+    assert listed == [row[0] for row in oldest]
+    plan = "\n".join(
+        row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
+    )
+    assert "pgjobs_events_type_at_idx" in plan, plan
+    assert "Seq Scan" not in plan and "Hash" not in plan, plan

@@ -2,21 +2,29 @@
 -- listed or deleted; todo and doing jobs are never touched.
 
 -- name: retention_jobs_finished_before --
--- Jobs in one of the given (finished) statuses whose last event is older
--- than the cutoff: finished strictly before now - older_than. At most
--- `limit` of them (NULL: all), so a deletion lists one batch at a time.
+-- Jobs in one finished status whose last event is older than the cutoff:
+-- finished strictly before now - older_than. Oldest first, at most `limit`
+-- of them (NULL: all), so a deletion lists one batch at a time. A job's
+-- status and its finishing event share their name ('succeeded', 'failed',
+-- 'cancelled', 'aborted'), so the walk goes down the (type, at) index from
+-- its oldest entry and stops after `limit` rows: a batch costs the same
+-- whatever the table holds (listing with DISTINCT and an anti-join read
+-- every recent event for each batch: 125 ms per 1,000 jobs at 80k jobs,
+-- against 5 ms). The last event is looked up per job (a subquery the
+-- planner cannot turn into a hash over all recent events).
 WITH params AS (
     SELECT coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval AS cutoff
 )
-SELECT DISTINCT event.job_id AS id
+SELECT event.job_id AS id
   FROM params, procrastinate_events AS event
   JOIN procrastinate_jobs AS job ON job.id = event.job_id
- WHERE event.type IN ('succeeded', 'failed', 'cancelled', 'aborted')
+ WHERE event.type = %(status)s::text::procrastinate_job_event_type
    AND event.at < params.cutoff
-   AND job.status = ANY(%(statuses)s::procrastinate_job_status[])
-   AND NOT EXISTS (SELECT
-                     FROM procrastinate_events AS later
-                    WHERE later.job_id = job.id AND later.at >= params.cutoff)
+   AND job.status = %(status)s::text::procrastinate_job_status
+   AND (SELECT max(later.at)
+          FROM procrastinate_events AS later
+         WHERE later.job_id = job.id) < params.cutoff
+ ORDER BY event.at
  LIMIT %(limit)s;
 
 -- name: retention_jobs_beyond_keep --
