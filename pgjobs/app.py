@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast, overload
 
@@ -13,7 +14,7 @@ import procrastinate
 import psycopg
 from procrastinate import jobs as procrastinate_jobs
 
-from pgjobs import breakers, retention, schedules, stalled, timeouts
+from pgjobs import breakers, event_loop, retention, schedules, stalled, timeouts
 from pgjobs import enqueue as enqueue_module
 from pgjobs.connector import Connector
 from pgjobs.dead_letters import DeadLetterHook
@@ -23,6 +24,8 @@ from pgjobs.job_worker import SideTask, Worker
 from pgjobs.retries import RetryValue
 from pgjobs.settings import Settings, load_settings
 from pgjobs.tasks import Task
+
+logger = logging.getLogger(__name__)
 
 
 class App(procrastinate.App):
@@ -76,6 +79,22 @@ class App(procrastinate.App):
         retention.install(self)
         # Schedules: runtime schedules ticker (see pgjobs.schedules).
         schedules.install(self)
+
+    def run_worker(self, **kwargs: Any) -> None:
+        """procrastinate's ``run_worker`` on the loop ``PGJOBS_EVENT_LOOP``
+        chooses (uvloop when installed: see pgjobs.event_loop)."""
+
+        loop = event_loop.name(self.settings.event_loop)
+
+        async def main() -> None:
+            logger.info(
+                f"Worker event loop: {loop}",
+                extra={"action": "event_loop", "event_loop": loop},
+            )
+            async with self.open_async():
+                await self.run_worker_async(**kwargs)
+
+        event_loop.run(main, self.settings.event_loop)
 
     def _worker(self, **kwargs: Any) -> Worker:
         options: dict[str, Any] = {**self.worker_defaults, **kwargs}

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between two looks for stalled jobs by each worker.",
     )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="Event loop of `pgjobs worker`: uvloop when installed "
+        "(pgjobs[uvloop]) with auto, or always this one.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text or one JSON object each."
     )

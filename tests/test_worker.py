@@ -135,7 +135,8 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
     assert statuses == ["succeeded", "todo", "todo"]
 
 
-def test_pgjobs_worker_one_shot_drains_the_queue(runs_db: str) -> None:
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_pgjobs_worker_one_shot_drains_the_queue(runs_db: str, loop: str) -> None:
     enqueue(runs_db, *({"key": f"k{i}"} for i in range(50)))
     result = subprocess.run(
         [
@@ -149,12 +150,40 @@ def test_pgjobs_worker_one_shot_drains_the_queue(runs_db: str) -> None:
             "-c",
             "5",
         ],
-        env=cli_env(runs_db),
+        env=cli_env(runs_db, PGJOBS_EVENT_LOOP=loop),
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    assert f"Worker event loop: {loop}" in result.stderr
     assert scalar(runs_db, "SELECT count(DISTINCT key) FROM test_runs") == 50
     assert scalar(runs_db, "SELECT count(*) FROM test_runs") == 50
+
+
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgjobs import ConfigError, event_loop
+
+    assert event_loop.name("auto") == "uvloop"  # installed by the dev extras
+    assert event_loop.name("asyncio") == "asyncio"
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    assert event_loop.name("auto") == "asyncio"
+    with pytest.raises(ConfigError, match=r"pip install 'pgjobs\[uvloop\]'"):
+        event_loop.name("uvloop")
+
+
+def test_unknown_event_loop_setting_is_one_clear_line(runs_db: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pgjobs", "worker", "--app", "tests.apps.app"],
+        env=cli_env(runs_db, PGJOBS_EVENT_LOOP="trio"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "PGJOBS_EVENT_LOOP" in result.stderr, (
+        result.stderr
+    )

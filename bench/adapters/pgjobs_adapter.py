@@ -19,6 +19,8 @@ import psycopg
 
 from bench.adapters.base import TASK_NAME, EnqueueClient
 from bench.adapters.procrastinate_adapter import OnJob, ProcrastinateAdapter
+from bench.recorder import Recorder
+from pgjobs import event_loop
 
 
 class PgjobsClient(EnqueueClient):
@@ -48,8 +50,21 @@ class PgjobsAdapter(ProcrastinateAdapter):
             "letters, breaker/timeout middleware, stalled rescue, schedules "
             "ticker on); enqueue via app.enqueue_async on one autocommit "
             "connection; worker = pgjobs' procrastinate Worker subclass "
-            "(batch claim, group finish); latency worker at default concurrency (10)"
+            "(batch claim, group finish), run like `pgjobs worker` on the "
+            f"{event_loop.name('auto')} event loop (pgjobs[uvloop] installed); "
+            "latency worker at default concurrency (10)"
         ]
+
+    def run_worker(
+        self, dsn: str, concurrency: int, drain: bool, recorder: Recorder
+    ) -> None:
+        # What `pgjobs worker [--concurrency N] [--one-shot]` does: the
+        # procrastinate adapter's worker, on the loop pgjobs picks.
+        app = self.build_app(dsn, recorder.record)
+        options: dict[str, Any] = {"wait": not drain}
+        if concurrency:
+            options["concurrency"] = concurrency
+        app.run_worker(**options)
 
     def build_app(self, dsn: str, on_job: OnJob | None = None) -> Any:
         from pgjobs import App, Settings
