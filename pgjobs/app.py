@@ -83,7 +83,6 @@ class App(procrastinate.App):
     def run_worker(self, **kwargs: Any) -> None:
         """procrastinate's ``run_worker`` on the loop ``PGJOBS_EVENT_LOOP``
         chooses (uvloop when installed: see pgjobs.event_loop)."""
-
         loop = event_loop.name(self.settings.event_loop)
 
         async def main() -> None:
@@ -94,7 +93,7 @@ class App(procrastinate.App):
             async with self.open_async():
                 await self.run_worker_async(**kwargs)
 
-        event_loop.run(main, self.settings.event_loop)
+        event_loop.run(main, loop)
 
     def _worker(self, **kwargs: Any) -> Worker:
         options: dict[str, Any] = {**self.worker_defaults, **kwargs}

@@ -4,9 +4,10 @@
 ``run()``. uvloop (``pip install 'pgjobs[uvloop]'``) is a drop-in asyncio
 loop written on libuv; measured with ``make bench`` on 2 cores, it raised a
 worker's no-op throughput by 11-14% (concurrency 10: 4,019 → 4,467 jobs/s;
-concurrency 50: 7,331 → 8,346): the worker's own Python, not PostgreSQL,
-is what bounds it there. ``PGJOBS_EVENT_LOOP`` chooses: ``auto`` (uvloop if
-importable), ``uvloop`` (an error if it is not) or ``asyncio``.
+concurrency 50: 7,331 → 8,346), since scheduling the tasks and waking on
+the sockets is a part of every job's cost. ``PGJOBS_EVENT_LOOP`` chooses:
+``auto`` (uvloop if importable), ``uvloop`` (an error if it is not) or
+``asyncio``.
 
 ``procrastinate --app=... worker`` builds its own asyncio loop: it gets the
 batched hot path, not uvloop.
@@ -22,9 +23,10 @@ from pgjobs.errors import ConfigError
 
 T = TypeVar("T")
 Choice = Literal["auto", "uvloop", "asyncio"]
+Loop = Literal["uvloop", "asyncio"]
 
 
-def name(choice: Choice) -> str:
+def name(choice: Choice) -> Loop:
     """The loop ``run(..., choice)`` would use: ``uvloop`` or ``asyncio``."""
     if choice == "asyncio":
         return "asyncio"
