@@ -9,13 +9,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from procrastinate import app as procrastinate_app
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import manager, psycopg_connector, worker
 
 from pgjobs import App
 
-# procrastinate code that pgjobs.job_worker / job_manager / connector replace or
-# wrap. A procrastinate upgrade that changes one of these must be re-checked
+# procrastinate code that pgjobs.job_worker / job_manager / connector / app
+# replace or wrap. A procrastinate upgrade that changes one of these must be re-checked
 # against pgjobs' version (then update the hash).
 PINNED = {
     worker.Worker._fetch_and_process_jobs: "2963aa354dfda4d6",
@@ -32,6 +33,7 @@ PINNED = {
     manager.JobManager.update_heartbeat: "91a7b7aa717eace4",
     manager.JobManager.unregister_worker: "087d3ab9c74afe90",
     psycopg_connector.PsycopgConnector._create_pool: "33693de57a738c77",
+    procrastinate_app.App.run_worker: "4ce03d28004a379a",
 }
 
 
@@ -43,7 +45,8 @@ def test_overridden_procrastinate_code_is_unchanged() -> None:
     ]
     assert not changed, (
         f"procrastinate changed {changed}: re-check pgjobs' job_worker.py, "
-        "job_manager.py and connector.py against the new code, then update PINNED"
+        "job_manager.py, connector.py and app.py against the new code, then "
+        "update PINNED"
     )
 
 
