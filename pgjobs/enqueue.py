@@ -13,6 +13,7 @@ that raises ``AlreadyEnqueued`` or returns ``None``.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -114,11 +115,16 @@ def build_jobs(
             priority=priority,
             lock=lock,
             queueing_lock=queueing_lock,
-            args=Jsonb(task.payload.dump(payload)),  # type: ignore[arg-type]
+            args=Jsonb(task.payload.dump_json(payload), dumps=as_is),  # type: ignore[arg-type]
             scheduled_at=scheduled_at,
         )
         for payload in payloads
     ]
+
+
+def as_is(data: bytes) -> bytes:
+    """Jsonb's ``dumps`` for arguments that are JSON already."""
+    return data
 
 
 def check_duplicates(
@@ -163,23 +169,27 @@ def psycopg_connection(conn: Any) -> psycopg.Connection[Any]:
 
 
 def _as_json(jobs: list[procrastinate_types.JobToDefer]) -> Jsonb:
-    """The batch as one jsonb array for ``pgjobs.defer_jobs_json``: far cheaper
-    to send than an array of composites (about 25 µs a job less in Python)."""
+    """The batch as one jsonb array for ``pgjobs.defer_jobs_json``.
+
+    The jobs come from one ``build_jobs`` call, so they share everything but
+    their arguments, which are JSON already: the array is written around
+    them (about 20 µs a job less than a dict per job encoded again).
+    """
+    first = jobs[0]
+    shared = {
+        "queue_name": first.queue_name,
+        "task_name": first.task_name,
+        "priority": first.priority,
+        "lock": first.lock,
+        "queueing_lock": first.queueing_lock,
+        "scheduled_at": first.scheduled_at.isoformat() if first.scheduled_at else None,
+        "args": None,
+    }
+    # '{"queue_name":...,"args":' then each job's arguments and '}'.
+    head = json.dumps(shared, separators=(",", ":")).encode()[: -len(b"null}")]
     return Jsonb(
-        [
-            {
-                "queue_name": job.queue_name,
-                "task_name": job.task_name,
-                "priority": job.priority,
-                "lock": job.lock,
-                "queueing_lock": job.queueing_lock,
-                "args": job.args.obj,  # type: ignore[attr-defined]
-                "scheduled_at": (
-                    job.scheduled_at.isoformat() if job.scheduled_at else None
-                ),
-            }
-            for job in jobs
-        ]
+        b"[" + b",".join(head + job.args.obj + b"}" for job in jobs) + b"]",  # type: ignore[attr-defined]
+        dumps=as_is,
     )
 
 

@@ -21,7 +21,7 @@ from procrastinate import manager, types
 from psycopg.types.json import Jsonb
 
 from pgjobs import dead_letters, error_history, queries, resilience
-from pgjobs.enqueue import check_duplicates
+from pgjobs.enqueue import as_is, check_duplicates
 from pgjobs.tasks import Task
 
 if TYPE_CHECKING:
@@ -40,9 +40,9 @@ class JobManager(manager.JobManager):
         for job in jobs:
             task = self._app.tasks.get(job.task_name)
             args = (
-                task.payload.dump(job.task_kwargs)
+                Jsonb(task.payload.dump_json(job.task_kwargs), dumps=as_is)
                 if isinstance(task, Task)
-                else job.task_kwargs
+                else Jsonb(job.task_kwargs)
             )
             rows.append(
                 types.JobToDefer(
@@ -51,7 +51,7 @@ class JobManager(manager.JobManager):
                     priority=job.priority,
                     lock=job.lock,
                     queueing_lock=job.queueing_lock,
-                    args=Jsonb(args),  # type: ignore[arg-type]
+                    args=args,  # type: ignore[arg-type]
                     scheduled_at=job.scheduled_at,
                 )
             )

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import datetime
 import inspect
-import json
 import math
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+import pydantic_core
 from pydantic_core import PydanticSerializationError
 
 from pgjobs.errors import InvalidPayload
 
 #: Payloads larger than this (encoded JSON) are refused: pass ids, not blobs.
 MAX_PAYLOAD_BYTES = 1_000_000
+
+
+#: Validated values that are JSON as they are: nothing inside to check.
+_PLAIN = frozenset({int, str, bool, type(None)})
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+#: JSON as stored: compact UTF-8 (what the size limit counts), NUL escaped.
+_encode = pydantic_core.to_json
 
 
 def _contains_nul(value: Any) -> bool:
@@ -89,11 +96,11 @@ class PayloadSchema:
 
     def _check_names(self, kwargs: Mapping[str, Any]) -> None:
         if not self.var_keyword:
-            unknown = sorted(set(kwargs) - set(self.adapters))
+            unknown = sorted(kwargs.keys() - self.adapters.keys())
             if unknown:
                 raise self._fail(f"unexpected argument(s) {', '.join(unknown)}")
-        missing = sorted(self.required - set(kwargs))
-        if missing:
+        if self.required and not self.required <= kwargs.keys():
+            missing = sorted(self.required - kwargs.keys())
             raise self._fail(f"missing argument(s) {', '.join(missing)}")
 
     def _validate(self, name: str, value: Any) -> Any:
@@ -109,29 +116,39 @@ class PayloadSchema:
 
     def dump(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Validate ``kwargs`` and return them as JSON-ready values."""
+        return self.encode(kwargs)[0]
+
+    def dump_json(self, kwargs: Mapping[str, Any]) -> bytes:
+        """Validate ``kwargs`` and return them as JSON (what is stored)."""
+        return self.encode(kwargs)[1]
+
+    def encode(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """Validate ``kwargs``: their JSON-ready values and their JSON."""
         self._check_names(kwargs)
         result: dict[str, Any] = {}
         for name, value in kwargs.items():
             validated = self._validate(name, value)
-            problem = _not_json_safe(validated)
-            if problem is not None:
-                raise self._fail(f"argument {name}: {problem}")
-            adapter = self.adapters.get(name) or TypeAdapter(Any)
+            if type(validated) not in _PLAIN:
+                problem = _not_json_safe(validated)
+                if problem is not None:
+                    raise self._fail(f"argument {name}: {problem}")
+            adapter = self.adapters.get(name) or _ANY
             try:
                 result[name] = adapter.dump_python(validated, mode="json")
             except PydanticSerializationError:
                 raise self._fail(
                     f"argument {name}: {type(value).__name__} is not JSON-serialisable"
                 ) from None
-        if _contains_nul(result):
+        # One encoding serves the NUL check, the size check and the insert.
+        data = _encode(result)
+        if b"\\u0000" in data and _contains_nul(result):
             raise self._fail("strings may not contain NUL (\\x00) characters")
-        size = len(json.dumps(result, separators=(",", ":")))
-        if size > MAX_PAYLOAD_BYTES:
+        if len(data) > MAX_PAYLOAD_BYTES:
             raise self._fail(
-                f"payload is {size} bytes, over the {MAX_PAYLOAD_BYTES} byte limit "
-                "(store the data in a table and pass its id)"
+                f"payload is {len(data)} bytes, over the {MAX_PAYLOAD_BYTES} byte "
+                "limit (store the data in a table and pass its id)"
             )
-        return result
+        return result, data
 
     def load(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Validate stored arguments into the values the task function expects."""
