@@ -79,6 +79,8 @@ async def run(args: argparse.Namespace) -> str:
             ctx = Context(adapter, args.database_url, plan, Path(tmp))
             samples: Samples = {}
             for scenario in scenarios:
+                if adapter.scenarios is not None and scenario not in adapter.scenarios:
+                    continue
                 log(f"{name}: {scenario}")
                 samples.update(await SCENARIOS[scenario](ctx))
             results[name] = samples

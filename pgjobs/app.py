@@ -105,7 +105,10 @@ class App(procrastinate.App):
             *self.worker_middleware_defaults,
             *(options.get("worker_middleware") or []),
         ]
-        return Worker(app=self, side_tasks=self.worker_side_tasks, **options)
+        prefetch = options.pop("prefetch", self.settings.prefetch)
+        return Worker(
+            app=self, side_tasks=self.worker_side_tasks, prefetch=prefetch, **options
+        )
 
     # -- task declaration -------------------------------------------------
 

@@ -27,6 +27,15 @@ pins the procrastinate code it replaces):
   in parallel on two pool connections). The job stays ``doing`` in the
   table until its outcome is stored, so its lock is held until then, and a
   worker that stops still waits for every outcome.
+- **Prefetch** (opt-in, ``PGJOBS_PREFETCH`` / ``pgjobs worker --prefetch``):
+  a claim also takes up to ``prefetch`` jobs beyond the free slots. They
+  wait in memory (``doing``, with their ``started`` event) and each slot
+  freed goes straight to the next of them, so the next claim overlaps the
+  running jobs instead of following them. The price: a prefetched job is
+  held while it waits (another worker cannot take it, a job of higher
+  priority enqueued meanwhile starts after it, cancelling it needs
+  ``--abort``). A stopping worker puts the ones it has not started back
+  (``todo``, no attempt counted). Off by default.
 - **Outages**: every loop that talks to the database (claims, outcomes,
   heartbeat, listener, periodic deferrer, abort polling, pgjobs' side tasks)
   retries a lost connection with capped, jittered backoff instead of stopping
@@ -38,6 +47,7 @@ pins the procrastinate code it replaces):
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import gc
 import logging
@@ -74,10 +84,17 @@ _JOB_ACTION_LEVELS = {
 
 class Worker(procrastinate_worker.Worker):
     def __init__(
-        self, *, side_tasks: list[SideTask] | None = None, **kwargs: Any
+        self,
+        *,
+        side_tasks: list[SideTask] | None = None,
+        prefetch: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.extra_side_tasks = list(side_tasks or [])
+        self.prefetch = max(0, prefetch)
+        # Claimed beyond the free slots, in start order (see the docstring).
+        self._prefetched: collections.deque[jobs.Job] = collections.deque()
         self.outage = resilience.Outage()
         self._finisher = _Finisher(self)
         self._claim_unsure = False
@@ -122,6 +139,13 @@ class Worker(procrastinate_worker.Worker):
 
     async def _fetch_and_process_jobs(self) -> None:
         """Claim jobs for every free slot until none is left or asked to stop."""
+        try:
+            await self._claim_while_slots_free()
+        finally:
+            if self._stop_event.is_set() and self._prefetched:
+                await self._release_prefetched()
+
+    async def _claim_while_slots_free(self) -> None:
         attempt = 0
         while not self._stop_event.is_set():
             if self._job_semaphore.locked():
@@ -145,11 +169,12 @@ class Worker(procrastinate_worker.Worker):
             # (a retry) after the claim's snapshot was taken.
             written_before = self._outcomes_written_total
             in_flight = bool(self._slot_freed)
+            limit = slots + max(0, self.prefetch - len(self._prefetched))
             try:
                 claimed = await self.app.job_manager.fetch_jobs(  # type: ignore[attr-defined]
                     queues=list(self.queues) if self.queues else None,
                     worker_id=self.worker_id,
-                    limit=slots,
+                    limit=limit,
                 )
             except Exception as exc:
                 for _ in range(slots):
@@ -170,11 +195,13 @@ class Worker(procrastinate_worker.Worker):
                 await self._reclaim_unstarted(claimed)
             for _ in range(slots - len(claimed)):
                 self._job_semaphore.release()
-            for job in claimed:
+            for job in claimed[:slots]:
                 self._start_job(job)
-            if len(claimed) < slots:
+            self._prefetched.extend(claimed[slots:])
+            if len(claimed) < limit:
                 if not self.wait and (
-                    in_flight
+                    self._prefetched
+                    or in_flight
                     or self._slot_freed
                     or self._outcomes_written_total != written_before
                 ):
@@ -186,6 +213,33 @@ class Worker(procrastinate_worker.Worker):
                     continue
                 return  # the queue is empty for now: wait for a notification
 
+    async def _release_prefetched(self) -> None:
+        """Stopping: put the prefetched jobs not started back in the queue."""
+        assert self.worker_id is not None
+        self._prefetched.clear()
+        running = [c.job.id for c in self._running_jobs.values() if c.job.id]
+        try:
+            released = await self.app.job_manager.release_unstarted_jobs(  # type: ignore[attr-defined]
+                self.worker_id, running
+            )
+        except Exception as exc:
+            if not resilience.is_connection_error(exc):
+                raise
+            self.logger.warning(
+                "prefetched jobs not put back, the database is unavailable: "
+                "they will be rescued as stalled (%s)",
+                resilience.describe(exc),
+                extra={"action": "prefetch_release_failed"},
+            )
+            return
+        if released:
+            self.logger.info(
+                "put back %d prefetched job(s) not started: %s",
+                len(released),
+                released,
+                extra={"action": "prefetch_released", "job_ids": released},
+            )
+
     async def _wait_outcomes_written(self) -> None:
         while self._slot_freed and not self._stop_event.is_set():
             self._outcomes_written.clear()
@@ -196,7 +250,7 @@ class Worker(procrastinate_worker.Worker):
         worker that it is not running (they would wait for its death)."""
         assert self.worker_id is not None
         running = [c.job.id for c in self._running_jobs.values() if c.job.id]
-        running += [job.id for job in claimed if job.id]
+        running += [job.id for job in (*claimed, *self._prefetched) if job.id]
         released = await self.app.job_manager.release_unstarted_jobs(  # type: ignore[attr-defined]
             self.worker_id, running
         )
@@ -256,12 +310,19 @@ class Worker(procrastinate_worker.Worker):
             if not self._slot_freed:
                 self._outcomes_written.set()
         else:
-            self._job_semaphore.release()
+            self._release_slot()
 
     def _free_slot(self, context: job_context.JobContext) -> None:
         """The job's code has returned: its slot can take the next job."""
         if id(context) not in self._slot_freed:
             self._slot_freed.add(id(context))
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        """A free slot goes to the next prefetched job, else to the claims."""
+        if self._prefetched and not self._stop_event.is_set():
+            self._start_job(self._prefetched.popleft())
+        else:
             self._job_semaphore.release()
 
     # -- finishing ---------------------------------------------------------

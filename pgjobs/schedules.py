@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -338,7 +339,7 @@ def update_schedule(
             priority if priority is not None else current.priority,
         )
         changes.update(job)
-        changes["args"] = dict(job["args"].obj)
+        changes["args"] = json.loads(job["args"].obj)
         if not isinstance(queueing_lock, _Unset):
             changes["queueing_lock"] = queueing_lock
         if not isinstance(expected_interval, _Unset):

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     concurrency: int = Field(
         default=10, ge=1, le=1000, description="Jobs a worker runs at once."
     )
+    prefetch: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Jobs a worker claims beyond its free slots, to start as "
+        "slots free (throughput for many short jobs; they are held meanwhile).",
+    )
     shutdown_grace: float = Field(
         default=30.0,
         ge=0,

@@ -57,6 +57,7 @@ def run(
     *,
     queues: Sequence[str] = (),
     concurrency: int | None = None,
+    prefetch: int | None = None,
     shutdown_grace: float | None = None,
     wait: bool = True,
     name: str | None = None,
@@ -71,6 +72,8 @@ def run(
     options: dict[str, Any] = {"queues": queue_list, "wait": wait}
     if concurrency is not None:
         options["concurrency"] = concurrency
+    if prefetch is not None:
+        options["prefetch"] = prefetch
     if shutdown_grace is not None:
         options["shutdown_graceful_timeout"] = shutdown_grace
     if name is not None:

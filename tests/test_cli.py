@@ -98,10 +98,14 @@ def test_worker_refuses_unmigrated_database(empty_db_url: str) -> None:
     assert "run `pgjobs db upgrade`" in line
 
 
-def test_wrong_cli_argument_is_a_usage_error() -> None:
-    result = run_cli("worker", "--concurrency", "0", db_url=None)
+@pytest.mark.parametrize(
+    "argument", [("--concurrency", "0"), ("--prefetch", "-1"), ("--prefetch", "many")]
+)
+def test_wrong_cli_argument_is_a_usage_error(argument: tuple[str, str]) -> None:
+    result = run_cli("worker", *argument, db_url=None)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+    assert argument[0] in result.stderr
 
 
 def test_demo_runs_end_to_end(db_url: str, tmp_path: Path) -> None:

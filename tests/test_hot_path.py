@@ -197,14 +197,22 @@ async def test_heartbeat_brings_back_a_pruned_worker_row(
     ).fetchone() == (1,)
 
 
-@pytest.mark.parametrize("concurrency", [1, 10])
+@pytest.mark.parametrize(
+    ("concurrency", "prefetch"), [(1, 0), (10, 0), (1, 5), (10, 10)]
+)
 async def test_worker_runs_each_job_once_in_priority_order(
-    app: App, conn: psycopg.Connection[Any], concurrency: int
+    app: App, conn: psycopg.Connection[Any], concurrency: int, prefetch: int
 ) -> None:
     runs: list[tuple[int, int]] = []
+    running = most = 0
 
     @app.task(name="t.record", pass_context=True)
     async def record(context: Any, n: int) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.001 * (n % 3))
+        running -= 1
         runs.append((context.job.priority, n))
 
     for priority in (0, 7, 3):
@@ -212,9 +220,13 @@ async def test_worker_runs_each_job_once_in_priority_order(
     conn.commit()
     async with app.open_async():
         await app.run_worker_async(
-            concurrency=concurrency, wait=False, install_signal_handlers=False
+            concurrency=concurrency,
+            prefetch=prefetch,  # type: ignore[typeddict-unknown-key]
+            wait=False,
+            install_signal_handlers=False,
         )
     assert sorted(runs) == sorted((p, n) for p in (0, 7, 3) for n in range(40))
+    assert most <= concurrency
     if concurrency == 1:
         assert [p for p, _ in runs] == [7] * 40 + [3] * 40 + [0] * 40
     rows = conn.execute(
@@ -225,6 +237,48 @@ async def test_worker_runs_each_job_once_in_priority_order(
         "SELECT count(*) FROM procrastinate_events WHERE type = 'started'"
     )
     assert started == 120
+
+
+async def test_prefetched_jobs_never_run_two_of_one_lock_at_once(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    holders: dict[str, int] = {}
+    overlaps: list[str] = []
+    ran: list[int] = []
+    all_ran = asyncio.Event()
+
+    @app.task(name="t.locked")
+    async def locked(lock: str, n: int) -> None:
+        if holders.get(lock):
+            overlaps.append(lock)
+        holders[lock] = holders.get(lock, 0) + 1
+        await asyncio.sleep(0.002)
+        holders[lock] -= 1
+        ran.append(n)
+        if len(ran) == 60:
+            all_ran.set()
+
+    for n in range(60):
+        lock = f"account-{n % 3}"
+        app.enqueue(conn, locked, {"lock": lock, "n": n}, lock=lock)
+    conn.commit()
+    async with app.open_async():
+        worker = asyncio.create_task(
+            app.run_worker_async(
+                concurrency=4,
+                prefetch=8,  # type: ignore[typeddict-unknown-key]
+                install_signal_handlers=False,
+            )
+        )
+        await asyncio.wait_for(all_ran.wait(), timeout=60)
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert overlaps == []
+    assert sorted(ran) == list(range(60))
+    [(succeeded,)] = conn.execute(
+        "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+    )
+    assert succeeded == 60
 
 
 async def test_jobs_claimed_but_not_started_are_put_back(

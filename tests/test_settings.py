@@ -36,6 +36,7 @@ def test_dotenv_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         ("PGJOBS_DATABASE_URL", "mysql://root@localhost/db"),
         ("PGJOBS_CONCURRENCY", "zero"),
         ("PGJOBS_CONCURRENCY", "0"),
+        ("PGJOBS_PREFETCH", "-1"),
         ("PGJOBS_SHUTDOWN_GRACE", "-1"),
         ("PGJOBS_LOG_FORMAT", "xml"),
     ],

@@ -135,6 +135,48 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
     assert statuses == ["succeeded", "todo", "todo"]
 
 
+def test_sigterm_puts_prefetched_jobs_back_unattempted(
+    runs_db: str, start_worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    enqueue(
+        runs_db, {"key": "slow", "sleep": 2.0}, {"key": "held-1"}, {"key": "held-2"}
+    )
+    worker = start_worker(
+        "pgjobs",
+        "worker",
+        "--app",
+        "tests.apps.app",
+        "--concurrency",
+        "1",
+        "--prefetch",
+        "2",
+        "--shutdown-grace",
+        "20",
+    )
+    # One claim: the slow job runs, the other two wait in the worker.
+    wait_for(
+        lambda: (
+            scalar(
+                runs_db,
+                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'",
+            )
+            == 3
+        ),
+        what="three jobs claimed",
+    )
+    worker.send_signal(signal.SIGTERM)
+    output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+    assert "put back 2 prefetched job(s)" in output
+    assert scalar(runs_db, "SELECT array_agg(key) FROM test_runs") == ["slow"]
+    rows = scalar(
+        runs_db,
+        "SELECT array_agg(ARRAY[status::text, attempts::text, "
+        "coalesce(worker_id::text, '-')] ORDER BY id) FROM procrastinate_jobs",
+    )
+    assert rows == [["succeeded", "1", "-"], ["todo", "0", "-"], ["todo", "0", "-"]]
+
+
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_pgjobs_worker_one_shot_drains_the_queue(runs_db: str, loop: str) -> None:
     enqueue(runs_db, *({"key": f"k{i}"} for i in range(50)))
@@ -149,6 +191,8 @@ def test_pgjobs_worker_one_shot_drains_the_queue(runs_db: str, loop: str) -> Non
             "--one-shot",
             "-c",
             "5",
+            "--prefetch",
+            "5" if loop == "uvloop" else "0",
         ],
         env=cli_env(runs_db, PGJOBS_EVENT_LOOP=loop),
         cwd=ROOT,

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from bench.adapters.base import SystemAdapter
-from bench.adapters.pgjobs_adapter import PgjobsAdapter
+from bench.adapters.pgjobs_adapter import PgjobsAdapter, PgjobsPrefetchAdapter
 from bench.adapters.pgqueuer_adapter import PgqueuerAdapter
 from bench.adapters.procrastinate_adapter import ProcrastinateAdapter
 
 ADAPTERS: dict[str, type[SystemAdapter]] = {
-    cls.name: cls for cls in (ProcrastinateAdapter, PgqueuerAdapter, PgjobsAdapter)
+    cls.name: cls
+    for cls in (
+        ProcrastinateAdapter,
+        PgqueuerAdapter,
+        PgjobsAdapter,
+        PgjobsPrefetchAdapter,
+    )
 }
 BASELINE = ProcrastinateAdapter.name
 

@@ -49,6 +49,8 @@ class Verification:
 
 class SystemAdapter(abc.ABC):
     name: ClassVar[str]  # short id, also used for the scratch db name
+    #: The scenarios it runs (None: all); the others show a dash.
+    scenarios: ClassVar[frozenset[str] | None] = None
 
     @property
     def label(self) -> str:

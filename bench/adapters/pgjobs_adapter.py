@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from importlib import metadata
 from typing import Any
 
 import psycopg
@@ -61,10 +62,16 @@ class PgjobsAdapter(ProcrastinateAdapter):
         # What `pgjobs worker [--concurrency N] [--one-shot]` does: the
         # procrastinate adapter's worker, on the loop pgjobs picks.
         app = self.build_app(dsn, recorder.record)
-        options: dict[str, Any] = {"wait": not drain}
+        options: dict[str, Any] = {
+            "wait": not drain,
+            **self.worker_options(concurrency),
+        }
         if concurrency:
             options["concurrency"] = concurrency
         app.run_worker(**options)
+
+    def worker_options(self, concurrency: int) -> dict[str, Any]:
+        return {}
 
     def build_app(self, dsn: str, on_job: OnJob | None = None) -> Any:
         from pgjobs import App, Settings
@@ -83,3 +90,28 @@ class PgjobsAdapter(ProcrastinateAdapter):
         app = self.build_app(dsn)
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             yield PgjobsClient(app, conn)
+
+
+class PgjobsPrefetchAdapter(PgjobsAdapter):
+    """pgjobs with its opt-in prefetch: one batch claimed ahead (prefetch =
+    concurrency), as `pgjobs worker -c N --prefetch N`. Processing only: the
+    enqueue path and the idle-worker latency are pgjobs' own."""
+
+    name = "pgjobs-prefetch"
+    scenarios = frozenset({"processing"})
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{PgjobsAdapter.name} {metadata.version(self.distribution)}, prefetch = c"
+        )
+
+    def notes(self) -> list[str]:
+        return [
+            "pgjobs-prefetch: the same App and worker with PGJOBS_PREFETCH = the "
+            "concurrency (opt-in, off by default): jobs claimed beyond the free "
+            "slots wait in the worker and start as slots free"
+        ]
+
+    def worker_options(self, concurrency: int) -> dict[str, Any]:
+        return {"prefetch": concurrency or 10}

@@ -24,6 +24,11 @@ from pgjobs.cli.common import State, app_option, pass_state
     help="Jobs run at once (default PGJOBS_CONCURRENCY).",
 )
 @click.option(
+    "--prefetch",
+    type=click.IntRange(0, 1000),
+    help="Jobs claimed beyond free slots (default PGJOBS_PREFETCH, 0).",
+)
+@click.option(
     "--shutdown-grace",
     type=click.FloatRange(0),
     help="Seconds running jobs get to finish on SIGTERM.",
@@ -38,6 +43,7 @@ def worker(
     app_path: str | None,
     queues: tuple[str, ...],
     concurrency: int | None,
+    prefetch: int | None,
     shutdown_grace: float | None,
     name: str | None,
     one_shot: bool,
@@ -53,6 +59,7 @@ def worker(
         app,
         queues=queues,
         concurrency=concurrency,
+        prefetch=prefetch,
         shutdown_grace=shutdown_grace,
         wait=not one_shot,
         name=name,
