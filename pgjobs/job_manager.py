@@ -103,22 +103,31 @@ class JobManager(manager.JobManager):
     # -- the worker's hot path ---------------------------------------------
 
     async def fetch_jobs(
-        self, queues: list[str] | None, worker_id: int, limit: int
+        self,
+        queues: list[str] | None,
+        worker_id: int,
+        limit: int,
+        start: int | None = None,
     ) -> list[procrastinate_jobs.Job]:
-        """Claim up to ``limit`` jobs, in the order they must start."""
+        """Claim up to ``limit`` jobs, in the order they must start; the
+        first ``start`` (None: all) start now, the others are prefetched."""
         rows = await self.connector.execute_query_all_async(
             query=queries.query("worker_fetch_jobs"),
             queues=queues,
             worker_id=worker_id,
             limit=limit,
+            start=start,
         )
         rows.sort(key=lambda row: (-row["priority"], row["id"]))
         return [procrastinate_jobs.Job.from_row(row) for row in rows]
 
     async def finish_jobs(
-        self, finished: list[tuple[int, procrastinate_jobs.Status, bool]]
+        self,
+        finished: list[tuple[int, procrastinate_jobs.Status, bool]],
+        started: list[int] | None = None,
     ) -> set[int]:
-        """Finish ``(job_id, status, delete_job)`` items in one statement.
+        """Finish ``(job_id, status, delete_job)`` items in one statement,
+        after writing the 'started' events of the prefetched jobs ``started``.
 
         Returns the ids finished; a job no longer todo/doing is left alone.
         """
@@ -127,6 +136,7 @@ class JobManager(manager.JobManager):
             ids=[job_id for job_id, _, _ in finished],
             statuses=[status.value for _, status, _ in finished],
             deletes=[delete for _, _, delete in finished],
+            started=started or [],
         )
         return {row["id"] for row in rows}
 

@@ -175,6 +175,7 @@ class Worker(procrastinate_worker.Worker):
                     queues=list(self.queues) if self.queues else None,
                     worker_id=self.worker_id,
                     limit=limit,
+                    start=slots if limit > slots else None,
                 )
             except Exception as exc:
                 for _ in range(slots):
@@ -321,7 +322,10 @@ class Worker(procrastinate_worker.Worker):
     def _release_slot(self) -> None:
         """A free slot goes to the next prefetched job, else to the claims."""
         if self._prefetched and not self._stop_event.is_set():
-            self._start_job(self._prefetched.popleft())
+            job = self._prefetched.popleft()
+            self._start_job(job)
+            assert job.id is not None
+            self._finisher.started(job.id)  # its 'started' event
         else:
             self._job_semaphore.release()
 
@@ -511,28 +515,42 @@ class _Finisher:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.pending: list[tuple[int, jobs.Status, bool, asyncio.Future[None]]] = []
+        # Prefetched jobs started since the last write: their 'started' events.
+        self.started_ids: list[int] = []
         self.flushing: asyncio.Task[None] | None = None
 
     async def finish(self, job_id: int, status: jobs.Status, delete: bool) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending.append((job_id, status, delete, done))
+        self._schedule()
+        await done
+
+    def started(self, job_id: int) -> None:
+        """A prefetched job started: its event goes with the next write (the
+        outcome of the job whose slot it took, as a rule)."""
+        self.started_ids.append(job_id)
+        self._schedule()
+
+    def _schedule(self) -> None:
         if self.flushing is None or self.flushing.done():
             self.flushing = asyncio.create_task(self._flush(), name="finish_jobs")
-        await done
 
     async def _flush(self) -> None:
         worker = self.worker
         attempt = 0
-        while self.pending:
+        while self.pending or self.started_ids:
             batch = self.pending[:MAX_FINISH]
             del self.pending[:MAX_FINISH]
+            started, self.started_ids = self.started_ids, []
             try:
                 finished = await worker.app.job_manager.finish_jobs(  # type: ignore[attr-defined]
-                    [(job_id, status, delete) for job_id, status, delete, _ in batch]
+                    [(job_id, status, delete) for job_id, status, delete, _ in batch],
+                    started,
                 )
             except Exception as exc:
                 if resilience.is_connection_error(exc) and not worker._give_up():
                     self.pending[:0] = batch  # keep them first in line
+                    self.started_ids[:0] = started
                     delay = resilience.backoff(attempt)
                     attempt += 1
                     await worker._connection_lost("recording job outcomes", exc, delay)

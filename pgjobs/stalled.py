@@ -5,7 +5,9 @@ Every worker sends a heartbeat to ``procrastinate_workers`` every
 seconds each worker looks for jobs still 'doing' whose worker row is gone or
 has not beaten for ``PGJOBS_STALLED_AFTER`` seconds, and fails their attempt
 with a ``WorkerLost`` error: the job is retried by its task's retry policy, or
-dead-lettered when its attempts are spent. The rescue of one job is one SQL
+dead-lettered when its attempts are spent. A job the lost worker had only
+prefetched (claimed, never started: see pgjobs.job_worker) goes back to the
+queue with no attempt counted. The rescue of one job is one SQL
 call that re-checks the job under ``FOR UPDATE SKIP LOCKED``, so two workers
 never rescue the same job twice.
 """
@@ -37,7 +39,8 @@ class WorkerLost(Exception):
 class RescuedJob:
     job_id: int
     task_name: str
-    #: 'todo' (will be retried) or 'failed' (dead-lettered).
+    #: 'todo' (will be retried), 'failed' (dead-lettered) or 'released'
+    #: (prefetched by the lost worker and never started: no attempt counted).
     status: str
     dead_letter_id: int | None
 
@@ -91,6 +94,18 @@ async def rescue_stalled_jobs(
                 dead_letter_id=result["dead_letter_id"],
             )
         )
+        if result["status"] == "released":
+            logger.info(
+                f"put back job {job.id} ({job.task_name}): its lost worker had "
+                "prefetched it and never started it (no attempt counted)",
+                extra={
+                    "action": "stalled_job_released",
+                    "job_id": job.id,
+                    "task_name": job.task_name,
+                    "lost_worker_id": job.worker_id,
+                },
+            )
+            continue
         logger.warning(
             f"rescued job {job.id} ({job.task_name}) of a lost worker: "
             + ("retrying" if result["status"] == "todo" else "dead-lettered"),

@@ -74,6 +74,66 @@ def test_sigkilled_worker_job_is_completed_by_another_worker(
     assert dead_letters.list_dead_letters(db) == []
 
 
+@pytest.mark.slow
+def test_sigkilled_worker_prefetched_jobs_go_back_without_an_attempt(
+    db: psycopg.Connection[Any], worker_processes: Callable[..., Any]
+) -> None:
+    db.execute(RUNS_TABLE)
+    from tests.apps_failures import app
+
+    running = app.enqueue(db, "failures.slow_first_attempt", {"key": "a", "sleep": 600})
+    held = [
+        app.enqueue(db, "failures.slow_first_attempt", {"key": key, "sleep": 0})
+        for key in ("b", "c")
+    ]
+    db.commit()
+    args = ("--app", "tests.apps_failures.app", "-c", "1", "--prefetch", "2")
+    doomed = worker_processes(*args, **FAST_HEARTBEATS)
+    # One claim: the first job runs, the other two wait in the worker.
+    wait_for(
+        lambda: (
+            one(db, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")
+            == 3
+        ),
+        what="the first worker to claim all three jobs",
+    )
+    assert one(
+        db, "SELECT array_agg(job_id) FROM procrastinate_events WHERE type = 'started'"
+    ) == [running]
+    survivor = worker_processes(*args[:-2], **FAST_HEARTBEATS)
+    wait_for(
+        lambda: one(db, "SELECT count(*) FROM procrastinate_workers") == 2,
+        what="the second worker",
+    )
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(10)
+
+    wait_for(
+        lambda: (
+            one(
+                db,
+                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
+            )
+            == 3
+        ),
+        timeout=30,
+        what="the surviving worker to rescue and complete the jobs",
+    )
+    assert survivor.poll() is None
+    job = get_job(db, running)
+    assert job.attempts == 2
+    assert [e.error_type for e in job.errors] == ["WorkerLost"]
+    for job_id in held:
+        job = get_job(db, job_id)
+        assert (job.attempts, job.errors) == (1, [])
+    assert one(db, "SELECT array_agg(key ORDER BY key) FROM test_runs") == [
+        "a",
+        "b",
+        "c",
+    ]
+    assert dead_letters.list_dead_letters(db) == []
+
+
 def stalled_jobs(db: psycopg.Connection[Any], task: str, count: int) -> list[int]:
     """Jobs 'doing' on a worker whose last heartbeat is a minute old."""
     worker_id = one(

@@ -237,6 +237,15 @@ async def test_worker_runs_each_job_once_in_priority_order(
         "SELECT count(*) FROM procrastinate_events WHERE type = 'started'"
     )
     assert started == 120
+    # Each job's 'started' event (written later for a prefetched job) comes
+    # before its outcome's.
+    [(misordered,)] = conn.execute(
+        "SELECT count(*) FROM procrastinate_events AS started"
+        " JOIN procrastinate_events AS done ON done.job_id = started.job_id"
+        " WHERE started.type = 'started' AND done.type = 'succeeded'"
+        "   AND done.id < started.id"
+    )
+    assert misordered == 0
 
 
 async def test_prefetched_jobs_never_run_two_of_one_lock_at_once(
@@ -279,6 +288,21 @@ async def test_prefetched_jobs_never_run_two_of_one_lock_at_once(
         "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
     )
     assert succeeded == 60
+
+
+async def test_a_claim_starts_only_the_first_jobs_it_is_told_to(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    ids = add(conn, *[("q", p, None, None, "todo") for p in (0, 5, 0, 9, 0)])
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        claimed = await app.job_manager.fetch_jobs(None, worker_id, 4, start=2)
+    # Start order: priority 9, 5, then the oldest of priority 0.
+    assert [job.id for job in claimed] == [ids[3], ids[1], ids[0], ids[2]]
+    started = [job_id for job_id, kind in events(conn) if kind == "started"]
+    assert sorted(started) == sorted([ids[3], ids[1]])
+    statuses = dict(conn.execute("SELECT id, status::text FROM procrastinate_jobs"))
+    assert [statuses[i] for i in ids] == ["doing", "doing", "doing", "doing", "todo"]
 
 
 async def test_jobs_claimed_but_not_started_are_put_back(

@@ -1,11 +1,13 @@
 -- name: worker_fetch_jobs --
--- Claim up to %(limit)s jobs for a worker (see pgjobs.fetch_jobs).
-SELECT * FROM pgjobs.fetch_jobs(%(queues)s, %(worker_id)s, %(limit)s);
+-- Claim up to %(limit)s jobs for a worker, the first %(start)s of them (NULL:
+-- all) to start now (see pgjobs.fetch_jobs).
+SELECT * FROM pgjobs.fetch_jobs(%(queues)s, %(worker_id)s, %(limit)s, %(start)s);
 
 -- name: worker_finish_jobs --
 -- Finish many jobs in one statement; returns the ids actually finished.
+-- With the 'started' events of prefetched jobs started since the last one.
 SELECT pgjobs.finish_jobs(%(ids)s, %(statuses)s::text[]::procrastinate_job_status[],
-                          %(deletes)s) AS id;
+                          %(deletes)s, %(started)s::bigint[]) AS id;
 
 -- name: worker_heartbeat --
 SELECT pgjobs.worker_heartbeat(%(worker_id)s);

@@ -110,7 +110,10 @@ CREATE TRIGGER pgjobs_dead_letter_failed_job
 -- at p_retry_at, or failed for good when p_retry_at is NULL (the trigger then
 -- writes the dead letter). With p_stalled_after, only a job still 'doing' on
 -- a worker without a recent heartbeat is touched, and a job another rescuer
--- holds is skipped: applied is false then.
+-- holds is skipped: applied is false then. A job of such a worker that never
+-- started (prefetched: no 'started' event since it was last queued, see
+-- pgjobs.fetch_jobs) goes back to the queue with no attempt counted and no
+-- error recorded: status 'released'.
 CREATE FUNCTION pgjobs.fail_job_attempt(
     p_job_id bigint,
     p_error_type text,
@@ -130,6 +133,7 @@ DECLARE
     _job procrastinate_jobs;
     _status procrastinate_job_status;
     _letter_id bigint;
+    _queued bigint;
 BEGIN
     IF p_stalled_after IS NULL THEN
         SELECT * INTO _job FROM procrastinate_jobs
@@ -148,6 +152,20 @@ BEGIN
            FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
             RETURN QUERY SELECT false, NULL::text, NULL::bigint;
+            RETURN;
+        END IF;
+        SELECT max(queued.id) INTO _queued
+          FROM procrastinate_events AS queued
+         WHERE queued.job_id = p_job_id
+           AND queued.type IN ('deferred', 'deferred_for_retry', 'retried');
+        IF _queued IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM procrastinate_events AS started
+                WHERE started.job_id = p_job_id
+                  AND started.type = 'started'
+                  AND started.id > _queued) THEN
+            UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL
+             WHERE id = p_job_id;
+            RETURN QUERY SELECT true, 'released'::text, NULL::bigint;
             RETURN;
         END IF;
     END IF;

@@ -26,6 +26,11 @@ CREATE TRIGGER procrastinate_trigger_status_events_update_v1
 -- its order (priority DESC, id ASC) and its SKIP LOCKED claim, plus the
 -- 'started' events. At most one job per lock is ever a candidate, so a
 -- batch never holds two jobs of one lock.
+-- p_start: how many of them (the first, in that order) start now and get
+-- their 'started' event; NULL: all. The others are prefetched (see
+-- pgjobs.job_worker): 'doing' without a 'started' event until the worker
+-- starts them (pgjobs.finish_jobs writes it then), which is how a rescue
+-- tells a job that never started from one that was running.
 -- Planned once per connection, not per call: a plan-cached PL/pgSQL body
 -- with a generic plan (planning a claim cost more than running it: 0.55 ms
 -- per claim with EXECUTE against 0.2 ms for procrastinate's own). The
@@ -40,7 +45,8 @@ CREATE TRIGGER procrastinate_trigger_status_events_update_v1
 CREATE FUNCTION pgjobs.fetch_jobs(
     target_queue_names character varying[],
     p_worker_id bigint,
-    p_limit integer
+    p_limit integer,
+    p_start integer DEFAULT NULL
 )
     RETURNS SETOF procrastinate_jobs
     LANGUAGE plpgsql
@@ -79,8 +85,12 @@ BEGIN
         RETURNING jobs.*
     ), started AS (
         INSERT INTO procrastinate_events (job_id, type)
-        SELECT claimed.id, 'started'::procrastinate_job_event_type
-          FROM claimed
+        SELECT ranked.id, 'started'::procrastinate_job_event_type
+          FROM (SELECT claimed.id,
+                       row_number() OVER (ORDER BY claimed.priority DESC,
+                                                   claimed.id ASC) AS rank
+                  FROM claimed) AS ranked
+         WHERE p_start IS NULL OR ranked.rank <= p_start
     )
     SELECT * FROM claimed;
     PERFORM set_config('pgjobs.batch_events', 'off', true);
@@ -91,69 +101,104 @@ $$;
 -- Returns the ids it finished; a job no longer todo/doing (e.g. rescued
 -- meanwhile) is skipped instead of failing the whole batch. PL/pgSQL so that
 -- the plan is cached (a SQL function is planned on every call).
+-- p_started_ids: prefetched jobs the worker has started since its last write;
+-- their 'started' events (see pgjobs.fetch_jobs) go first, before any
+-- outcome of theirs.
+-- The outcomes of schedule and periodic-task jobs are recorded here for the
+-- whole batch (pgjobs.record_periodic_outcome's row trigger is skipped while
+-- pgjobs.batch_events is on): an index probe per job instead of a trigger
+-- call per job, and nothing more for jobs that are neither.
 CREATE FUNCTION pgjobs.finish_jobs(
     p_ids bigint[],
     p_statuses procrastinate_job_status[],
-    p_delete boolean[]
+    p_delete boolean[],
+    p_started_ids bigint[] DEFAULT '{}'
 )
     RETURNS SETOF bigint
     LANGUAGE plpgsql
 AS $$
+DECLARE
+    _done record;
 BEGIN
     PERFORM set_config('pgjobs.batch_events', 'on', true);
-    RETURN QUERY
-    WITH finished AS (
-        SELECT f.id, f.status, f.delete_job
-          FROM unnest(p_ids, p_statuses, p_delete) AS f(id, status, delete_job)
-         WHERE f.status IN ('succeeded', 'failed', 'aborted')
-    ),
-    current AS (
-        SELECT jobs.id, jobs.status AS old_status
-          FROM procrastinate_jobs AS jobs
-         WHERE jobs.id = ANY(p_ids)
-           AND jobs.status IN ('todo', 'doing')
-           FOR UPDATE OF jobs
-    ),
-    deleted AS (
-        DELETE FROM procrastinate_jobs AS jobs
-         USING finished, current
-         WHERE finished.delete_job
-           AND jobs.id = finished.id
-           AND current.id = finished.id
-        RETURNING jobs.id
-    ),
-    updated AS (
-        UPDATE procrastinate_jobs AS jobs
-           SET status = finished.status,
-               abort_requested = false,
-               attempts = CASE current.old_status
-                              WHEN 'doing' THEN jobs.attempts + 1
-                              ELSE jobs.attempts
-                          END
-          FROM finished, current
-         WHERE NOT finished.delete_job
-           AND jobs.id = finished.id
-           AND current.id = finished.id
-        RETURNING jobs.id, jobs.status, current.old_status
-    ),
-    -- procrastinate's status events (its row trigger is skipped while
-    -- pgjobs.batch_events is on): doing -> succeeded/failed/aborted, and
-    -- todo -> succeeded/failed is a cancellation.
-    events AS (
+    IF cardinality(p_started_ids) > 0 THEN
         INSERT INTO procrastinate_events (job_id, type)
+        SELECT jobs.id, 'started'::procrastinate_job_event_type
+          FROM procrastinate_jobs AS jobs
+         WHERE jobs.id = ANY(p_started_ids)
+           AND jobs.status = 'doing'
+         ORDER BY jobs.id;
+    END IF;
+    FOR _done IN
+        WITH finished AS (
+            SELECT f.id, f.status, f.delete_job
+              FROM unnest(p_ids, p_statuses, p_delete) AS f(id, status, delete_job)
+             WHERE f.status IN ('succeeded', 'failed', 'aborted')
+        ),
+        current AS (
+            SELECT jobs.id, jobs.status AS old_status
+              FROM procrastinate_jobs AS jobs
+             WHERE jobs.id = ANY(p_ids)
+               AND jobs.status IN ('todo', 'doing')
+               FOR UPDATE OF jobs
+        ),
+        deleted AS (
+            DELETE FROM procrastinate_jobs AS jobs
+             USING finished, current
+             WHERE finished.delete_job
+               AND jobs.id = finished.id
+               AND current.id = finished.id
+            RETURNING jobs.id
+        ),
+        updated AS (
+            UPDATE procrastinate_jobs AS jobs
+               SET status = finished.status,
+                   abort_requested = false,
+                   attempts = CASE current.old_status
+                                  WHEN 'doing' THEN jobs.attempts + 1
+                                  ELSE jobs.attempts
+                              END
+              FROM finished, current
+             WHERE NOT finished.delete_job
+               AND jobs.id = finished.id
+               AND current.id = finished.id
+            RETURNING jobs.id, jobs.status, current.old_status, jobs.task_name,
+                      jobs.args ? 'timestamp' AS periodic
+        ),
+        -- procrastinate's status events (its row trigger is skipped while
+        -- pgjobs.batch_events is on): doing -> succeeded/failed/aborted, and
+        -- todo -> succeeded/failed is a cancellation.
+        events AS (
+            INSERT INTO procrastinate_events (job_id, type)
+            SELECT updated.id,
+                   CASE WHEN updated.old_status = 'doing'
+                        THEN updated.status::text
+                        ELSE 'cancelled'
+                   END::procrastinate_job_event_type
+              FROM updated
+             WHERE updated.old_status = 'doing'
+                OR updated.status IN ('succeeded', 'failed')
+             ORDER BY updated.id
+        )
+        SELECT deleted.id, false AS recorded, NULL::procrastinate_job_status AS status,
+               NULL::text AS task_name, false AS periodic
+          FROM deleted
+        UNION ALL
         SELECT updated.id,
-               CASE WHEN updated.old_status = 'doing'
-                    THEN updated.status::text
-                    ELSE 'cancelled'
-               END::procrastinate_job_event_type
+               updated.status IN ('succeeded', 'failed')
+                   AND updated.old_status <> updated.status
+                   AND (updated.periodic
+                        OR EXISTS (SELECT 1 FROM pgjobs.schedule_runs AS run
+                                    WHERE run.job_id = updated.id)),
+               updated.status, updated.task_name::text, updated.periodic
           FROM updated
-         WHERE updated.old_status = 'doing'
-            OR updated.status IN ('succeeded', 'failed')
-         ORDER BY updated.id
-    )
-    SELECT deleted.id FROM deleted
-    UNION ALL
-    SELECT updated.id FROM updated;
+    LOOP
+        IF _done.recorded THEN
+            PERFORM pgjobs.record_job_outcome(
+                _done.id, _done.status, _done.task_name, _done.periodic);
+        END IF;
+        RETURN NEXT _done.id;
+    END LOOP;
     PERFORM set_config('pgjobs.batch_events', 'off', true);
 END;
 $$;
