@@ -20,14 +20,17 @@ from pgjobs import App, RetryPolicy, breakers, database, get_job, schema
 app = App()
 app.breaker("shipping-api", failure_threshold=3, recovery_window=1.0)
 
-API_DOWN_UNTIL = time.monotonic() + 1.5  # stands in for the real outage
+OUTAGE_SECONDS = 1.5  # stands in for the real outage, from the first call on
+api_down_until: float | None = None
 api_calls = 0
 
 
 def post_shipment(order_id: int) -> None:
-    global api_calls
+    global api_calls, api_down_until
     api_calls += 1
-    if time.monotonic() < API_DOWN_UNTIL:
+    if api_down_until is None:
+        api_down_until = time.monotonic() + OUTAGE_SECONDS
+    if time.monotonic() < api_down_until:
         raise ConnectionError("shipping API: 503 Service Unavailable")
 
 
