@@ -60,15 +60,15 @@ def scratch(admin_url: str | None, name: str) -> Iterator[str]:
 def table(results: list[scenarios.Result]) -> str:
     lines = [
         "| scenario | jobs | succeeded | dead-lettered | lost | duplicated runs"
-        " (interrupted attempts) | unexplained duplicates | lock violations"
-        " | priority violations | errors | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " (interrupted attempts) | unexplained duplicates | uncounted runs"
+        " | lock violations | priority violations | errors | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.scenario} | {r.jobs} | {r.succeeded} | {r.dead_lettered} | {r.lost}"
             f" | {r.duplicated_runs} ({r.interrupted_runs})"
-            f" | {r.unexplained_duplicates}"
+            f" | {r.unexplained_duplicates} | {r.uncounted_runs}"
             f" | {r.lock_violations} | {r.priority_violations} | {r.errors}"
             f" | {r.seconds} |"
         )
@@ -82,13 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small counts")
     parser.add_argument(
-        "--only", help="comma list of: crash,restart,cut,concurrency,sustained"
+        "--only",
+        help="comma list of: crash,crash-prefetch,restart,cut,concurrency,sustained",
     )
     parser.add_argument("--sustained", type=float, help="seconds of sustained load")
     args = parser.parse_args(argv)
     quick = args.quick
     admin_url = os.environ.get("PGJOBS_FAULTS_DATABASE_URL") or None
-    chosen = set((args.only or "crash,restart,cut,concurrency,sustained").split(","))
+    chosen = set(
+        (args.only or "crash,crash-prefetch,restart,cut,concurrency,sustained").split(
+            ","
+        )
+    )
     seconds = args.sustained or (60.0 if quick else 600.0)
     runs: dict[str, Callable[[], scenarios.Result]] = {}
 
@@ -111,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     runs["crash"] = on_scratch(
         "crash",
         lambda url: scenarios.worker_crashes(url, jobs=1_000 if quick else 10_000),
+    )
+    runs["crash-prefetch"] = on_scratch(
+        "crash_prefetch",
+        lambda url: scenarios.worker_crashes(
+            url, jobs=1_000 if quick else 10_000, prefetch=10
+        ),
     )
     runs["restart"] = restart
     runs["cut"] = on_scratch(

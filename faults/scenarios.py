@@ -54,6 +54,9 @@ class Result:
     interrupted_runs: int = 0
     #: Duplicates not explained by an interrupted run (must be 0).
     unexplained_duplicates: int = 0
+    #: Runs of a job under an attempt number another of its runs already had:
+    #: a run the attempt count missed (must be 0).
+    uncounted_runs: int = 0
     lock_violations: int = 0
     priority_violations: int = 0
     #: Tracebacks / ERROR lines in worker logs, and workers that exited.
@@ -66,6 +69,7 @@ class Result:
         return (
             self.lost == 0
             and self.unexplained_duplicates == 0
+            and self.uncounted_runs == 0
             and self.lock_violations == 0
             and self.priority_violations == 0
             and self.errors == 0
@@ -170,6 +174,13 @@ def count(
         assert runs is not None
         result.duplicated_runs, result.interrupted_runs, unexplained = runs
         result.unexplained_duplicates = int(unexplained)
+        result.uncounted_runs = _scalar(
+            conn,
+            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n"
+            "  FROM fault_runs WHERE job_id = ANY(%s)"
+            " GROUP BY job_id, attempt) AS r",
+            list(ids),
+        )
         # Two completed runs of jobs sharing a lock must never overlap.
         result.lock_violations = _scalar(
             conn,
@@ -321,15 +332,28 @@ def _finish(
 
 
 def worker_crashes(
-    url: str, jobs: int = 10_000, kill_every: float = 2.0, workers_n: int = 3
+    url: str,
+    jobs: int = 10_000,
+    kill_every: float = 2.0,
+    workers_n: int = 3,
+    prefetch: int = 0,
 ) -> Result:
-    """Three workers drain the jobs while one is SIGKILLed every few seconds."""
+    """Three workers drain the jobs while one is SIGKILLed every few seconds.
+
+    With ``prefetch``, each worker also holds that many claimed jobs it has
+    not started: a killed worker's must go back to the queue unattempted,
+    and only the jobs it was running may run twice.
+    """
     prepare(url)
     ids = enqueue(url, jobs, ms=20)
-    result = Result(f"worker SIGKILL every {kill_every:.0f} s", len(ids))
+    name = f"worker SIGKILL every {kill_every:.0f} s"
+    if prefetch:
+        name += f", prefetch {prefetch}"
+    result = Result(name, len(ids))
     began = time.monotonic()
     kills = 0
-    with workers(url, workers_n, 10) as group:
+    env = {"PGJOBS_PREFETCH": str(prefetch)} if prefetch else {}
+    with workers(url, workers_n, 10, **env) as group:
         next_kill = time.monotonic() + kill_every
 
         def kill_now_and_then() -> None:

@@ -125,11 +125,13 @@ class JobManager(manager.JobManager):
         self,
         finished: list[tuple[int, procrastinate_jobs.Status, bool]],
         started: list[int] | None = None,
-    ) -> set[int]:
+    ) -> tuple[set[int], set[int]]:
         """Finish ``(job_id, status, delete_job)`` items in one statement,
-        after writing the 'started' events of the prefetched jobs ``started``.
+        after writing the 'started' events of the prefetched jobs ``started``
+        (those still 'doing').
 
-        Returns the ids finished; a job no longer todo/doing is left alone.
+        Returns (ids finished, ids whose 'started' event was written); a job
+        no longer todo/doing is left alone.
         """
         rows = await self.connector.execute_query_all_async(
             query=queries.query("worker_finish_jobs"),
@@ -138,7 +140,10 @@ class JobManager(manager.JobManager):
             deletes=[delete for _, _, delete in finished],
             started=started or [],
         )
-        return {row["id"] for row in rows}
+        return (
+            {row["job"] for row in rows if not row["started"]},
+            {row["job"] for row in rows if row["started"]},
+        )
 
     async def release_unstarted_jobs(
         self, worker_id: int, running: list[int]

@@ -34,8 +34,11 @@ pins the procrastinate code it replaces):
   running jobs instead of following them. The price: a prefetched job is
   held while it waits (another worker cannot take it, a job of higher
   priority enqueued meanwhile starts after it, cancelling it needs
-  ``--abort``). A stopping worker puts the ones it has not started back
-  (``todo``, no attempt counted). Off by default.
+  ``--abort``). A prefetched job runs only once its ``started`` event is
+  stored (in the outcome write of the job whose slot it takes), so a job
+  without one since it was queued never ran: a stopping worker puts those
+  back (``todo``, no attempt counted), and the stalled-job rescue does the
+  same for a killed worker's. Off by default.
 - **Outages**: every loop that talks to the database (claims, outcomes,
   heartbeat, listener, periodic deferrer, abort polling, pgjobs' side tasks)
   retries a lost connection with capped, jittered backoff instead of stopping
@@ -142,7 +145,7 @@ class Worker(procrastinate_worker.Worker):
         try:
             await self._claim_while_slots_free()
         finally:
-            if self._stop_event.is_set() and self._prefetched:
+            if self._stop_event.is_set() and self.prefetch:
                 await self._release_prefetched()
 
     async def _claim_while_slots_free(self) -> None:
@@ -202,6 +205,7 @@ class Worker(procrastinate_worker.Worker):
             if len(claimed) < limit:
                 if not self.wait and (
                     self._prefetched
+                    or self._finisher.starting()
                     or in_flight
                     or self._slot_freed
                     or self._outcomes_written_total != written_before
@@ -217,6 +221,11 @@ class Worker(procrastinate_worker.Worker):
     async def _release_prefetched(self) -> None:
         """Stopping: put the prefetched jobs not started back in the queue."""
         assert self.worker_id is not None
+        # Starts already on their way to the database settle first (a
+        # stopping worker starts none of them; see _Finisher._start_recorded).
+        while self._finisher.starting():
+            self._outcomes_written.clear()
+            await self._outcomes_written.wait()
         self._prefetched.clear()
         running = [c.job.id for c in self._running_jobs.values() if c.job.id]
         try:
@@ -242,7 +251,9 @@ class Worker(procrastinate_worker.Worker):
             )
 
     async def _wait_outcomes_written(self) -> None:
-        while self._slot_freed and not self._stop_event.is_set():
+        while (
+            self._slot_freed or self._finisher.starting()
+        ) and not self._stop_event.is_set():
             self._outcomes_written.clear()
             await utils.wait_any(self._outcomes_written.wait(), self._stop_event.wait())
 
@@ -251,7 +262,8 @@ class Worker(procrastinate_worker.Worker):
         worker that it is not running (they would wait for its death)."""
         assert self.worker_id is not None
         running = [c.job.id for c in self._running_jobs.values() if c.job.id]
-        running += [job.id for job in (*claimed, *self._prefetched) if job.id]
+        ours = (*claimed, *self._prefetched, *self._finisher.starting())
+        running += [job.id for job in ours if job.id]
         released = await self.app.job_manager.release_unstarted_jobs(  # type: ignore[attr-defined]
             self.worker_id, running
         )
@@ -320,12 +332,13 @@ class Worker(procrastinate_worker.Worker):
             self._release_slot()
 
     def _release_slot(self) -> None:
-        """A free slot goes to the next prefetched job, else to the claims."""
+        """A free slot goes to the next prefetched job, else to the claims.
+
+        The prefetched job holds the slot from now on, and starts once its
+        'started' event is stored (``_Finisher.start``).
+        """
         if self._prefetched and not self._stop_event.is_set():
-            job = self._prefetched.popleft()
-            self._start_job(job)
-            assert job.id is not None
-            self._finisher.started(job.id)  # its 'started' event
+            self._finisher.start(self._prefetched.popleft())
         else:
             self._job_semaphore.release()
 
@@ -515,8 +528,10 @@ class _Finisher:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.pending: list[tuple[int, jobs.Status, bool, asyncio.Future[None]]] = []
-        # Prefetched jobs started since the last write: their 'started' events.
-        self.started_ids: list[int] = []
+        # Prefetched jobs given a slot: they start once the write that stores
+        # their 'started' event commits (queued, then in the current write).
+        self.to_start: list[jobs.Job] = []
+        self.starting_now: list[jobs.Job] = []
         self.flushing: asyncio.Task[None] | None = None
 
     async def finish(self, job_id: int, status: jobs.Status, delete: bool) -> None:
@@ -525,11 +540,17 @@ class _Finisher:
         self._schedule()
         await done
 
-    def started(self, job_id: int) -> None:
-        """A prefetched job started: its event goes with the next write (the
-        outcome of the job whose slot it took, as a rule)."""
-        self.started_ids.append(job_id)
+    def start(self, job: jobs.Job) -> None:
+        """Start a prefetched job once its 'started' event is stored; it goes
+        with the next write (the outcome of the job whose slot it took, as a
+        rule), so a worker killed before that never ran it as far as the
+        database knows, and one killed after has an attempt to account for."""
+        self.to_start.append(job)
         self._schedule()
+
+    def starting(self) -> list[jobs.Job]:
+        """Prefetched jobs holding a slot, waiting for their 'started' event."""
+        return [*self.starting_now, *self.to_start]
 
     def _schedule(self) -> None:
         if self.flushing is None or self.flushing.done():
@@ -538,24 +559,30 @@ class _Finisher:
     async def _flush(self) -> None:
         worker = self.worker
         attempt = 0
-        while self.pending or self.started_ids:
+        while self.pending or self.to_start:
             batch = self.pending[:MAX_FINISH]
             del self.pending[:MAX_FINISH]
-            started, self.started_ids = self.started_ids, []
+            self.starting_now, self.to_start = self.to_start, []
             try:
-                finished = await worker.app.job_manager.finish_jobs(  # type: ignore[attr-defined]
+                finished, started = await worker.app.job_manager.finish_jobs(  # type: ignore[attr-defined]
                     [(job_id, status, delete) for job_id, status, delete, _ in batch],
-                    started,
+                    [job.id for job in self.starting_now],
                 )
             except Exception as exc:
+                starting, self.starting_now = self.starting_now, []
                 if resilience.is_connection_error(exc) and not worker._give_up():
                     self.pending[:0] = batch  # keep them first in line
-                    self.started_ids[:0] = started
+                    self.to_start[:0] = starting
                     delay = resilience.backoff(attempt)
                     attempt += 1
                     await worker._connection_lost("recording job outcomes", exc, delay)
                     await asyncio.sleep(delay)
                     continue
+                # Not started: back to the front of the line, their slots
+                # free (a stopping worker puts them back in the queue).
+                worker._prefetched.extendleft(reversed(starting))
+                for _ in starting:
+                    worker._job_semaphore.release()
                 for job_id, status, _, done in batch:
                     if resilience.is_connection_error(exc):
                         worker._log_outcome_lost(job_id, status, exc)
@@ -563,7 +590,10 @@ class _Finisher:
                             done.set_result(None)
                     elif not done.done():
                         done.set_exception(exc)
+                worker._outcomes_written.set()
                 continue
+            starting, self.starting_now = self.starting_now, []
+            self._start_recorded(starting, started)
             attempt = 0
             worker.outage.recovered()
             # A finished job may unblock a job waiting for its lock: look again.
@@ -573,3 +603,22 @@ class _Finisher:
                     worker._log_not_running(job_id, status)
                 if not done.done():
                     done.set_result(None)
+            worker._outcomes_written.set()
+
+    def _start_recorded(self, starting: list[jobs.Job], started: set[int]) -> None:
+        worker = self.worker
+        stopping = worker._stop_event.is_set()
+        for job in starting:
+            if job.id in started and not stopping:
+                worker._start_job(job)
+                continue
+            if not stopping:
+                # Rescued or released meanwhile: no longer this worker's.
+                worker.logger.warning(
+                    "prefetched job %s was no longer this worker's when its "
+                    "turn came: not started",
+                    job.id,
+                    extra={"action": "prefetched_job_skipped", "job_id": job.id},
+                )
+            # Stopping: its slot is not used; the stop puts the job back.
+            worker._release_slot()

@@ -23,6 +23,7 @@ def check(result: scenarios.Result) -> None:
     assert result.lost == 0, result
     assert result.succeeded == result.jobs, result
     assert result.unexplained_duplicates == 0, result
+    assert result.uncounted_runs == 0, result
     assert result.lock_violations == 0, result
     assert result.priority_violations == 0, result
     assert result.errors == 0, result
@@ -35,8 +36,11 @@ def cluster() -> Iterator[Cluster]:
     own.close()
 
 
-def test_worker_killed_again_and_again(db_url: str) -> None:
-    result = scenarios.worker_crashes(db_url, jobs=600, kill_every=1.5)
+@pytest.mark.parametrize("prefetch", [0, 10])
+def test_worker_killed_again_and_again(db_url: str, prefetch: int) -> None:
+    result = scenarios.worker_crashes(
+        db_url, jobs=600, kill_every=1.5, prefetch=prefetch
+    )
     check(result)
     assert result.notes[0] != "0 kills"
 

@@ -163,7 +163,7 @@ async def test_group_finish_skips_jobs_no_longer_running(
     conn.commit()
     status = procrastinate_jobs.Status
     async with app.open_async():
-        done = await app.job_manager.finish_jobs(
+        done, _ = await app.job_manager.finish_jobs(
             [
                 (a, status.SUCCEEDED, False),
                 (b, status.ABORTED, True),
@@ -174,7 +174,10 @@ async def test_group_finish_skips_jobs_no_longer_running(
     rows = dict(conn.execute("SELECT id, status::text FROM procrastinate_jobs"))
     assert rows == {a: "succeeded", c: "succeeded"}  # b deleted
     async with app.open_async():
-        assert await app.job_manager.finish_jobs([(a, status.FAILED, False)]) == set()
+        assert await app.job_manager.finish_jobs([(a, status.FAILED, False)]) == (
+            set(),
+            set(),
+        )
     [(attempts,)] = conn.execute(
         "SELECT attempts FROM procrastinate_jobs WHERE id = %s", [a]
     )
@@ -303,6 +306,30 @@ async def test_a_claim_starts_only_the_first_jobs_it_is_told_to(
     assert sorted(started) == sorted([ids[3], ids[1]])
     statuses = dict(conn.execute("SELECT id, status::text FROM procrastinate_jobs"))
     assert [statuses[i] for i in ids] == ["doing", "doing", "doing", "doing", "todo"]
+
+
+async def test_a_prefetched_job_starts_only_once_its_start_is_recorded(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    ids = add(conn, *[("q", 0, None, None, "todo")] * 3)
+    async with app.open_async():
+        worker_id = await app.job_manager.register_worker()
+        await app.job_manager.fetch_jobs(None, worker_id, 3, start=1)
+        # The third was taken back meanwhile (e.g. by a rescue).
+        conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'todo' WHERE id = %s", [ids[2]]
+        )
+        conn.commit()
+        done, started = await app.job_manager.finish_jobs(
+            [(ids[0], procrastinate_jobs.Status.SUCCEEDED, False)], ids[1:]
+        )
+    assert (done, started) == ({ids[0]}, {ids[1]})
+    assert events(conn) == [
+        (ids[0], "started"),
+        (ids[2], "deferred_for_retry"),
+        (ids[1], "started"),
+        (ids[0], "succeeded"),
+    ]
 
 
 async def test_jobs_claimed_but_not_started_are_put_back(

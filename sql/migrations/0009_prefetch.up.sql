@@ -87,12 +87,13 @@ $$;
 DROP FUNCTION pgjobs.finish_jobs(bigint[], procrastinate_job_status[], boolean[]);
 
 -- procrastinate_finish_job_v1 for many jobs at once, with its status events.
--- Returns the ids it finished; a job no longer todo/doing (e.g. rescued
--- meanwhile) is skipped instead of failing the whole batch. PL/pgSQL so that
--- the plan is cached (a SQL function is planned on every call).
--- p_started_ids: prefetched jobs the worker has started since its last write;
--- their 'started' events (see pgjobs.fetch_jobs) go first, before any
--- outcome of theirs.
+-- Returns the jobs it finished (started false); a job no longer todo/doing
+-- (e.g. rescued meanwhile) is skipped instead of failing the whole batch.
+-- PL/pgSQL so that the plan is cached (a SQL function is planned on every
+-- call).
+-- p_started_ids: prefetched jobs the worker is about to start (see
+-- pgjobs.fetch_jobs): their 'started' events are written first, for those
+-- still 'doing', and returned (started true); the worker starts only those.
 -- The outcomes of schedule and periodic-task jobs are recorded here for the
 -- whole batch (pgjobs.record_periodic_outcome's row trigger is skipped while
 -- pgjobs.batch_events is on): an index probe per job instead of a trigger
@@ -103,7 +104,7 @@ CREATE FUNCTION pgjobs.finish_jobs(
     p_delete boolean[],
     p_started_ids bigint[] DEFAULT '{}'
 )
-    RETURNS SETOF bigint
+    RETURNS TABLE (job bigint, started boolean)
     LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -111,12 +112,17 @@ DECLARE
 BEGIN
     PERFORM set_config('pgjobs.batch_events', 'on', true);
     IF cardinality(p_started_ids) > 0 THEN
-        INSERT INTO procrastinate_events (job_id, type)
-        SELECT jobs.id, 'started'::procrastinate_job_event_type
-          FROM procrastinate_jobs AS jobs
-         WHERE jobs.id = ANY(p_started_ids)
-           AND jobs.status = 'doing'
-         ORDER BY jobs.id;
+        RETURN QUERY
+        WITH recorded AS (
+            INSERT INTO procrastinate_events (job_id, type)
+            SELECT doing.id, 'started'::procrastinate_job_event_type
+              FROM procrastinate_jobs AS doing
+             WHERE doing.id = ANY(p_started_ids)
+               AND doing.status = 'doing'
+             ORDER BY doing.id
+            RETURNING procrastinate_events.job_id
+        )
+        SELECT recorded.job_id, true FROM recorded;
     END IF;
     FOR _done IN
         WITH finished AS (
@@ -186,7 +192,9 @@ BEGIN
             PERFORM pgjobs.record_job_outcome(
                 _done.id, _done.status, _done.task_name, _done.periodic);
         END IF;
-        RETURN NEXT _done.id;
+        job := _done.id;
+        started := false;
+        RETURN NEXT;
     END LOOP;
     PERFORM set_config('pgjobs.batch_events', 'off', true);
 END;

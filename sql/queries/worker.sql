@@ -5,9 +5,11 @@ SELECT * FROM pgjobs.fetch_jobs(%(queues)s, %(worker_id)s, %(limit)s, %(start)s)
 
 -- name: worker_finish_jobs --
 -- Finish many jobs in one statement; returns the ids actually finished.
--- With the 'started' events of prefetched jobs started since the last one.
-SELECT pgjobs.finish_jobs(%(ids)s, %(statuses)s::text[]::procrastinate_job_status[],
-                          %(deletes)s, %(started)s::bigint[]) AS id;
+-- With the 'started' events of the prefetched jobs about to start: returns
+-- (job, started) rows, started true for those recorded.
+SELECT * FROM pgjobs.finish_jobs(
+    %(ids)s, %(statuses)s::text[]::procrastinate_job_status[], %(deletes)s,
+    %(started)s::bigint[]);
 
 -- name: worker_heartbeat --
 SELECT pgjobs.worker_heartbeat(%(worker_id)s);
