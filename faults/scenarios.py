@@ -366,7 +366,35 @@ def worker_crashes(
 
         wait_finished(url, ids, timeout=600, during=kill_now_and_then)
     result.notes.append(f"{kills} kills")
+    if prefetch:
+        result.notes.append(f"{put_back_unstarted(url, ids)} jobs put back unstarted")
     return _finish(result, url, ids, group, began)
+
+
+def put_back_unstarted(url: str, ids: Sequence[int]) -> int:
+    """Times a job went back to the queue from 'doing' without having started
+    (no 'started' event since it was last queued): prefetched jobs of a
+    stopped or killed worker."""
+    with psycopg.connect(url) as conn:
+        return int(
+            _scalar(
+                conn,
+                "SELECT count(*) FROM procrastinate_events AS back"
+                " WHERE back.job_id = ANY(%s) AND back.type = 'deferred_for_retry'"
+                "   AND NOT EXISTS ("
+                "       SELECT 1 FROM procrastinate_events AS started"
+                "        WHERE started.job_id = back.job_id"
+                "          AND started.type = 'started' AND started.id < back.id"
+                "          AND started.id > coalesce(("
+                "              SELECT max(queued.id)"
+                "                FROM procrastinate_events AS queued"
+                "               WHERE queued.job_id = back.job_id"
+                "                 AND queued.type IN"
+                "                     ('deferred', 'deferred_for_retry', 'retried')"
+                "                 AND queued.id < back.id), 0))",
+                list(ids),
+            )
+        )
 
 
 def database_restart(cluster: Any, jobs: int = 3_000, down: float = 3.0) -> Result:
