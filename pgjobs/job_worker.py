@@ -242,13 +242,9 @@ class Worker(procrastinate_worker.Worker):
                 extra={"action": "prefetch_release_failed"},
             )
             return
-        if released:
-            self.logger.info(
-                "put back %d prefetched job(s) not started: %s",
-                len(released),
-                released,
-                extra={"action": "prefetch_released", "job_ids": released},
-            )
+        self._log_put_back(
+            logging.INFO, "prefetched job(s) not started", "prefetch_released", released
+        )
 
     async def _wait_outcomes_written(self) -> None:
         while (
@@ -268,14 +264,27 @@ class Worker(procrastinate_worker.Worker):
             self.worker_id, running
         )
         self._claim_unsure = False
+        self._log_put_back(
+            logging.WARNING,
+            "job(s) whose claim reply was lost",
+            "claim_released",
+            released,
+        )
         if released:
-            self.logger.warning(
-                "put back %d job(s) whose claim reply was lost: %s",
-                len(released),
-                released,
-                extra={"action": "claim_released", "job_ids": released},
-            )
             self._new_job_event.set()
+
+    def _log_put_back(
+        self, level: int, what: str, action: str, released: list[int]
+    ) -> None:
+        if released:
+            self.logger.log(
+                level,
+                "put back %d %s: %s",
+                len(released),
+                what,
+                released,
+                extra={"action": action, "job_ids": released},
+            )
 
     async def _connection_lost(
         self, where: str, exc: BaseException, delay: float
