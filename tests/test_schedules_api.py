@@ -314,3 +314,35 @@ def test_monitoring_health_reads_periodic_health(
         "SELECT subject, severity FROM pgjobs.health WHERE \"check\" = 'overdue_schedule'"
     ).fetchall()
     assert rows == [("schedule nightly", "critical")]
+
+
+def test_a_lagging_worker_cannot_defer_a_past_periodic_tick_again(
+    db: psycopg.Connection[Any],
+) -> None:
+    """procrastinate keeps only the newest tick per periodic task: a worker
+    whose deferrer lags behind another's used to defer a replaced tick again
+    (seen as a tick run twice by two workers on a loaded box)."""
+
+    def defer(tick: int) -> int | None:
+        job_id: int | None = count(
+            db,
+            "SELECT procrastinate_defer_periodic_job_v2("
+            "'default', NULL, NULL, 'sched.tick', 0, '', %s, '{}'::jsonb)",
+            tick,
+        )
+        db.commit()
+        return job_id
+
+    first = defer(100)
+    assert first is not None
+    assert defer(100) is None  # the same tick: procrastinate's own conflict
+    assert defer(101) is not None  # the next tick replaces the first
+    assert defer(100) is None  # the lagging worker's tick 100 again
+    assert defer(99) is None
+    assert defer(102) is not None
+    assert (
+        count(
+            db, "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'sched.tick'"
+        )
+        == 3
+    )

@@ -1,5 +1,8 @@
 -- Back to 0008: every claimed job starts at once, one outcome trigger call
--- per finished job.
+-- per finished job, no guard against past periodic ticks.
+
+DROP TRIGGER pgjobs_skip_past_periodic_tick ON procrastinate_periodic_defers;
+DROP FUNCTION pgjobs.skip_past_periodic_tick();
 
 DROP FUNCTION pgjobs.fetch_jobs(character varying[], bigint, integer, integer);
 

@@ -3,7 +3,8 @@
 -- when the worker starts them, and a stalled-job rescue puts back a job that
 -- never started without counting an attempt. pgjobs.finish_jobs also records
 -- the outcomes of schedule and periodic-task jobs for its whole batch, in
--- place of a row trigger call per finished job.
+-- place of a row trigger call per finished job. A periodic tick older than
+-- one already deferred is no longer deferred again.
 
 DROP FUNCTION pgjobs.fetch_jobs(character varying[], bigint, integer);
 
@@ -269,12 +270,39 @@ CREATE TRIGGER pgjobs_record_periodic_outcome
           AND current_setting('pgjobs.batch_events', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION pgjobs.record_periodic_outcome();
 
+-- procrastinate_defer_periodic_job_v2 keeps one tick per periodic task (it
+-- deletes the older ones), so a worker whose deferrer lags behind another's
+-- could defer a tick again once the newer tick has replaced it: the tick
+-- then runs twice. A tick no newer than one already recorded is skipped
+-- here (the insert writes nothing, and no job is deferred for it).
+CREATE FUNCTION pgjobs.skip_past_periodic_tick()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1
+                 FROM procrastinate_periodic_defers AS d
+                WHERE d.task_name = NEW.task_name
+                  AND d.periodic_id = NEW.periodic_id
+                  AND d.defer_timestamp >= NEW.defer_timestamp) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER pgjobs_skip_past_periodic_tick
+    BEFORE INSERT ON procrastinate_periodic_defers
+    FOR EACH ROW
+    EXECUTE FUNCTION pgjobs.skip_past_periodic_tick();
+
 -- As 0005 grants every pgjobs function to the worker role.
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgjobs_worker') THEN
         GRANT EXECUTE ON FUNCTION pgjobs.record_job_outcome(
             bigint, procrastinate_job_status, text, boolean) TO pgjobs_worker;
+        GRANT EXECUTE ON FUNCTION pgjobs.skip_past_periodic_tick() TO pgjobs_worker;
     END IF;
 END;
 $$;

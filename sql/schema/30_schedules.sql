@@ -251,6 +251,32 @@ CREATE TRIGGER pgjobs_record_periodic_outcome
           AND current_setting('pgjobs.batch_events', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION pgjobs.record_periodic_outcome();
 
+-- procrastinate_defer_periodic_job_v2 keeps one tick per periodic task (it
+-- deletes the older ones), so a worker whose deferrer lags behind another's
+-- could defer a tick again once the newer tick has replaced it: the tick
+-- then runs twice. A tick no newer than one already recorded is skipped
+-- here (the insert writes nothing, and no job is deferred for it).
+CREATE FUNCTION pgjobs.skip_past_periodic_tick()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1
+                 FROM procrastinate_periodic_defers AS d
+                WHERE d.task_name = NEW.task_name
+                  AND d.periodic_id = NEW.periodic_id
+                  AND d.defer_timestamp >= NEW.defer_timestamp) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER pgjobs_skip_past_periodic_tick
+    BEFORE INSERT ON procrastinate_periodic_defers
+    FOR EACH ROW
+    EXECUTE FUNCTION pgjobs.skip_past_periodic_tick();
+
 -- One row per runtime schedule and per code-declared periodic task.
 -- overdue: no success within expected_interval + grace since the later of the
 -- last success and the time the schedule became active, where grace is
