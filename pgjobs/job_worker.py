@@ -29,9 +29,9 @@ pins the procrastinate code it replaces):
   worker that stops still waits for every outcome.
 - **Prefetch** (opt-in, ``PGJOBS_PREFETCH`` / ``pgjobs worker --prefetch``):
   a claim also takes up to ``prefetch`` jobs beyond the free slots. They
-  wait in memory (``doing``, with their ``started`` event) and each slot
-  freed goes straight to the next of them, so the next claim overlaps the
-  running jobs instead of following them. The price: a prefetched job is
+  wait in memory (``doing``, without a ``started`` event yet) and each slot
+  freed goes to the next of them, so the next claim overlaps the running
+  jobs instead of following them. The price: a prefetched job is
   held while it waits (another worker cannot take it, a job of higher
   priority enqueued meanwhile starts after it, cancelling it needs
   ``--abort``). A prefetched job runs only once its ``started`` event is
