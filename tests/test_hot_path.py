@@ -420,3 +420,47 @@ def test_claim_plan_made_on_a_near_empty_table_still_uses_the_indexes(
         [inner] = [plan for plan in plans if "UPDATE procrastinate_jobs" in plan]
         assert "Index" in inner
         assert "Seq Scan on procrastinate_jobs" not in inner, inner
+
+
+def test_claims_and_finishes_are_never_jit_compiled(db_url: str) -> None:
+    # Before PostgreSQL 18 the claim's disabled sort costs 10^10, so a server
+    # with JIT (on by default when built with LLVM) compiled every claim:
+    # 250-450 ms each instead of about 1 ms. Whatever the thresholds, the
+    # worker's two batch statements must run without it.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        add(conn, *[("q", 0, None, None, "todo")] * 3)
+        worker_id = conn.execute(
+            "INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id"
+        ).fetchone()
+        plans: list[str] = []
+        conn.add_notice_handler(
+            lambda notice: plans.append(notice.message_primary or "")
+        )
+        conn.execute("LOAD 'auto_explain'")
+        for setting in (
+            "jit = on",
+            "jit_above_cost = 0",
+            "jit_inline_above_cost = 0",
+            "jit_optimize_above_cost = 0",
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_nested_statements = on",
+            "client_min_messages = log",
+        ):
+            conn.execute(f"SET {setting}")
+        conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE priority >= 0")
+        if not any("JIT:" in plan for plan in plans):
+            pytest.skip("this server has no JIT (PostgreSQL built without LLVM)")
+        plans.clear()
+        claimed = conn.execute(
+            "SELECT id FROM pgjobs.fetch_jobs(NULL, %s, 2, 1)", worker_id
+        ).fetchall()
+        assert len(claimed) == 2
+        finished = conn.execute(
+            "SELECT job FROM pgjobs.finish_jobs(%s, %s::procrastinate_job_status[],"
+            " %s, %s)",
+            [[claimed[0][0]], ["succeeded"], [False], [claimed[1][0]]],
+        ).fetchall()
+        assert sorted(finished) == sorted(claimed)
+        inner = [plan for plan in plans if "procrastinate_jobs" in plan]
+        assert any("UPDATE procrastinate_jobs" in plan for plan in inner)
+        assert not [plan for plan in inner if "JIT:" in plan], inner
