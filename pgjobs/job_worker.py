@@ -56,7 +56,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from procrastinate import job_context, jobs, utils
 from procrastinate import worker as procrastinate_worker
@@ -64,6 +64,7 @@ from procrastinate import worker as procrastinate_worker
 from pgjobs import error_history, resilience
 
 SideTask = Callable[["Worker"], Awaitable[None]]
+_T = TypeVar("_T")
 
 #: procrastinate's per-queue NOTIFY channel prefix (names stop at 63 bytes).
 _QUEUE_CHANNEL = "procrastinate_queue_v1#"
@@ -109,13 +110,69 @@ class Worker(procrastinate_worker.Worker):
         self._outcomes_written_total = 0
 
     async def run(self) -> None:
+        """procrastinate's ``Worker.run``, with a start that outlives outages.
+
+        Pruning stalled workers and registering this one retry a lost
+        connection like every other loop (procrastinate's worker died there
+        with a traceback when the database went away as it started).
+        """
+        # A stop requested from here on must stick (procrastinate clears a
+        # stale one before its first await too).
+        self._stop_event.clear()
         await self._warm_pool()
         # Everything loaded so far (modules, the app, its tasks) lives as long
         # as the worker: moved out of the collector's reach, a full collection
         # walks only what jobs allocate (30-60 ms pauses of the whole worker
         # under load before, every few tens of seconds).
         gc.freeze()
-        await super().run()  # type: ignore[no-untyped-call]
+        manager = self.app.job_manager
+        pruned = await self._starting(
+            "pruning stalled workers",
+            functools.partial(
+                manager.prune_stalled_workers, self.stalled_worker_timeout
+            ),
+        )
+        if pruned:
+            self.logger.debug("Pruned stalled workers: %s", pruned)
+        worker_id = await self._starting(
+            "registering the worker", manager.register_worker
+        )
+        if worker_id is None:  # asked to stop while the database was away
+            return
+        self.worker_id = worker_id
+        self.run_task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        loop_task = asyncio.create_task(self._run_loop(), name="worker loop")  # type: ignore[no-untyped-call]
+        try:
+            # The loop is shielded: a cancellation asks for a graceful stop.
+            await asyncio.shield(loop_task)
+        except asyncio.CancelledError:
+            self.stop()  # type: ignore[no-untyped-call]
+            await loop_task
+            raise
+        finally:
+            self._loop = None
+
+    async def _starting(
+        self, what: str, call: Callable[[], Awaitable[_T]]
+    ) -> _T | None:
+        """Run a start-up query, retrying a lost connection until it works;
+        None if the worker is asked to stop meanwhile."""
+        attempt = 0
+        while True:
+            try:
+                result = await call()
+            except Exception as exc:
+                if not resilience.is_connection_error(exc):
+                    raise
+                delay = resilience.backoff(attempt)
+                attempt += 1
+                await self._connection_lost(what, exc, delay)
+                if await resilience.sleep_or_stop(delay, self._stop_event):
+                    return None
+                continue
+            self.outage.recovered()
+            return result
 
     async def _warm_pool(self) -> None:
         """Open the connections the worker will need before the first job.

@@ -27,6 +27,7 @@ PINNED = {
     worker.Worker._poll_jobs_to_abort: "73ddd46a142855e6",
     worker.Worker._log_extra: "884ffa771abc1e77",
     worker.Worker._run_loop: "c92ccad5fa07f7a1",
+    worker.Worker.run: "9a7c6a1ab8301be0",
     worker.Worker._shutdown: "7e40cbd5efe3acf5",
     manager.JobManager.fetch_job: "eb92906b55c10d9c",
     manager.JobManager.finish_job: "eeb7dbb92f90508d",
@@ -464,3 +465,47 @@ def test_claims_and_finishes_are_never_jit_compiled(db_url: str) -> None:
         inner = [plan for plan in plans if "procrastinate_jobs" in plan]
         assert any("UPDATE procrastinate_jobs" in plan for plan in inner)
         assert not [plan for plan in inner if "JIT:" in plan], inner
+
+
+async def test_a_worker_starting_while_its_connection_is_cut_keeps_going(
+    app: App, conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    # The worker's first query (pruning stalled workers) waits behind a lock,
+    # and its connection is cut there: it retries, then runs jobs.
+    ran = asyncio.Event()
+
+    @app.task(name="t.after_cut")
+    async def after_cut() -> None:
+        ran.set()
+
+    app.enqueue(conn, after_cut)
+    conn.commit()
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("LOCK TABLE procrastinate_workers IN ACCESS EXCLUSIVE MODE")
+        async with app.open_async():
+            worker = asyncio.create_task(
+                app.run_worker_async(install_signal_handlers=False)
+            )
+            waiting: list[Any] = []
+            for _ in range(200):
+                waiting = conn.execute(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    "   AND query LIKE '%procrastinate_prune_stalled_workers%'"
+                ).fetchall()
+                conn.commit()
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(waiting) == 1
+            conn.execute("SELECT pg_terminate_backend(%s)", waiting[0])
+            conn.commit()
+            blocker.rollback()
+            await asyncio.wait_for(ran.wait(), timeout=20)
+            assert not worker.done()
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+    [(status, attempts)] = conn.execute(
+        "SELECT status::text, attempts FROM procrastinate_jobs"
+    ).fetchall()
+    assert (status, attempts) == ("succeeded", 1)
