@@ -30,7 +30,7 @@ from procrastinate import connector as procrastinate_connector
 from procrastinate import job_context
 from procrastinate import worker as procrastinate_worker
 
-from pgjobs import database, queries
+from pgjobs import database, middleware, queries
 from pgjobs.errors import BreakerNotFound, InvalidJobOptions
 
 if TYPE_CHECKING:
@@ -257,6 +257,7 @@ def register(app: App, spec: str | Breaker, **config: Any) -> Breaker:
     return app.breakers[spec]
 
 
+@middleware.for_tasks(lambda task: getattr(task, "breaker", None) is not None)
 async def breaker_middleware(
     call_next: Any,
     context: job_context.JobContext,

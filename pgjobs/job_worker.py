@@ -53,15 +53,17 @@ import asyncio
 import collections
 import functools
 import gc
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from procrastinate import job_context, jobs, utils
+from procrastinate import exceptions, job_context, jobs, utils
+from procrastinate import middleware as procrastinate_middleware
 from procrastinate import worker as procrastinate_worker
 
-from pgjobs import error_history, resilience
+from pgjobs import error_history, middleware, resilience
 
 SideTask = Callable[["Worker"], Awaitable[None]]
 _T = TypeVar("_T")
@@ -108,6 +110,7 @@ class Worker(procrastinate_worker.Worker):
         self._slot_freed: set[int] = set()
         self._outcomes_written = asyncio.Event()
         self._outcomes_written_total = 0
+        self._plans: dict[str, _TaskPlan] = {}
 
     async def run(self) -> None:
         """procrastinate's ``Worker.run``, with a start that outlives outages.
@@ -408,7 +411,131 @@ class Worker(procrastinate_worker.Worker):
         else:
             self._job_semaphore.release()
 
+    # -- running -----------------------------------------------------------
+
+    async def _process_job(self, context: job_context.JobContext) -> None:
+        """procrastinate's ``Worker._process_job``: the same outcomes, retry
+        decisions and log records, with less work per job.
+
+        - a task's kind and middleware chain are worked out once per task,
+          not per job (``_TaskPlan``);
+        - log messages (the job's call string, three per job) are built only
+          when a record at their level would be emitted;
+        - a success's outcome is awaited on the group write directly, not
+          through a task of its own; it is still shielded, so a job whose task
+          is cancelled while its outcome is written ends once it is stored.
+        """
+        job = context.job
+        task = self.app.tasks.get(job.task_name)
+        logger = self.logger
+        job_retry: exceptions.JobRetry | None = None
+        exc_info: bool | BaseException = False
+        retry_decision: Any = None
+        job_result = job_context.JobResult(start_timestamp=context.start_timestamp)
+        try:
+            if not task:
+                raise exceptions.TaskNotFound
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    f"Loaded job info, about to start job {job.call_string}",
+                    extra=self._log_extra(
+                        context=context, action="loaded_job_info", job_result=job_result
+                    ),
+                )
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    f"Starting job {job.call_string}",
+                    extra=self._log_extra(
+                        context=context, action="start_job", job_result=job_result
+                    ),
+                )
+            job_result.result = await self._plan(task).run(context)
+        except BaseException as e:
+            exc_info = e
+            # An aborted job can be retried if the abort is a shutdown's.
+            if not isinstance(e, exceptions.JobAborted) or (
+                context.abort_reason() == job_context.AbortReason.SHUTDOWN
+            ):
+                job_retry = (
+                    task.get_retry_exception(exception=e, job=job) if task else None
+                )
+                retry_decision = job_retry.retry_decision if job_retry else None
+                if isinstance(e, exceptions.TaskNotFound):
+                    logger.exception(
+                        "Task was not found",
+                        extra=self._log_extra(
+                            context=context,
+                            action="task_not_found",
+                            exception=str(e),
+                            job_result=job_result,
+                        ),
+                    )
+        finally:
+            job_result.end_timestamp = time.time()
+            if isinstance(exc_info, (exceptions.JobAborted, asyncio.CancelledError)):
+                status = jobs.Status.ABORTED
+            elif exc_info:
+                status = jobs.Status.FAILED
+            else:
+                status = jobs.Status.SUCCEEDED
+            failed = status == jobs.Status.FAILED and not job_retry
+            # procrastinate logs outcomes on its module's logger.
+            outcome_logger = procrastinate_worker.logger
+            if outcome_logger.isEnabledFor(logging.ERROR if failed else logging.INFO):
+                self._log_job_outcome(
+                    status=status,
+                    context=context,
+                    job_result=job_result,
+                    job_retry=job_retry,
+                    exc_info=exc_info,
+                )
+            if retry_decision is None and status != jobs.Status.FAILED:
+                await self._store_outcome(job, status, context)
+            else:
+                persist = asyncio.create_task(
+                    self._persist_job_status(
+                        job=job,
+                        status=status,
+                        retry_decision=retry_decision,
+                        context=context,
+                        job_result=job_result,
+                    )
+                )
+                try:
+                    await asyncio.shield(persist)
+                except asyncio.CancelledError:
+                    await persist
+                    raise
+
+    def _plan(self, task: Any) -> _TaskPlan:
+        plan = self._plans.get(task.name)
+        if plan is None or plan.task is not task:
+            plan = self._plans[task.name] = _TaskPlan(self, task)
+        return plan
+
     # -- finishing ---------------------------------------------------------
+
+    async def _store_outcome(
+        self, job: jobs.Job, status: jobs.Status, context: job_context.JobContext
+    ) -> None:
+        """A success (or an abort not retried): written with the next group
+        write; returns once it is stored, even if cancelled meanwhile."""
+        assert job.id is not None
+        self._free_slot(context)
+        error_history.take(job)  # e.g. an abort at shutdown: nothing to record
+        delete_job = {
+            jobs.DeleteJobCondition.ALWAYS: True,
+            jobs.DeleteJobCondition.NEVER: False,
+            jobs.DeleteJobCondition.SUCCESSFUL: status == jobs.Status.SUCCEEDED,
+        }[self.delete_jobs]
+        stored = self._finisher.submit(job.id, status, delete_job)
+        try:
+            await asyncio.shield(stored)
+        except asyncio.CancelledError:
+            await stored
+            raise
+        finally:
+            self._job_ids_to_abort.pop(job.id, None)
 
     async def _persist_job_status(
         self,
@@ -419,17 +546,10 @@ class Worker(procrastinate_worker.Worker):
         job_result: job_context.JobResult | None,
     ) -> None:
         assert job.id is not None
-        self._free_slot(context)
         if retry_decision is None and status != jobs.Status.FAILED:
-            error_history.take(job)  # e.g. an abort at shutdown: nothing to record
-            delete_job = {
-                jobs.DeleteJobCondition.ALWAYS: True,
-                jobs.DeleteJobCondition.NEVER: False,
-                jobs.DeleteJobCondition.SUCCESSFUL: status == jobs.Status.SUCCEEDED,
-            }[self.delete_jobs]
-            await self._finisher.finish(job.id, status, delete_job)
-            self._job_ids_to_abort.pop(job.id, None)
+            await self._store_outcome(job, status, context)
             return
+        self._free_slot(context)
         # Failures and retries: one job at a time (error row, dead letter).
         failure = error_history.take(job)
         persist = super()._persist_job_status
@@ -600,11 +720,15 @@ class _Finisher:
         self.starting_now: list[jobs.Job] = []
         self.flushing: asyncio.Task[None] | None = None
 
-    async def finish(self, job_id: int, status: jobs.Status, delete: bool) -> None:
+    def submit(
+        self, job_id: int, status: jobs.Status, delete: bool
+    ) -> asyncio.Future[None]:
+        """Queue an outcome for the next write; the future is done once it
+        is stored (or given up on)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending.append((job_id, status, delete, done))
         self._schedule()
-        await done
+        return done
 
     def start(self, job: jobs.Job) -> None:
         """Start a prefetched job once its 'started' event is stored; it goes
@@ -688,3 +812,61 @@ class _Finisher:
                 )
             # Stopping: its slot is not used; the stop puts the job back.
             worker._release_slot()
+
+
+class _TaskPlan:
+    """How one task's jobs run on this worker, worked out once per task:
+    procrastinate's ``_process_job`` resolved it for every job (the task's
+    kind, its middleware chain). Worker middleware that declares the tasks
+    it acts on (``pgjobs.middleware.for_tasks``) is left out of the chain of
+    the other tasks."""
+
+    def __init__(self, worker: Worker, task: Any) -> None:
+        self.worker = worker
+        self.task = task
+        self.is_async = inspect.iscoroutinefunction(task.func)
+        self.task_middleware = worker._resolve_task_middlewares(task, self.is_async)
+        self.worker_middleware = [
+            mw for mw in worker.worker_middleware if middleware.applies(mw, task)
+        ]
+
+    async def run(self, context: job_context.JobContext) -> Any:
+        if self.worker_middleware:
+            return await procrastinate_middleware.compose(
+                self.worker_middleware,
+                functools.partial(self._run_task, context),
+                context,
+                self.worker,
+            )()
+        return await self._run_task(context)
+
+    async def _run_task(self, context: job_context.JobContext) -> Any:
+        task = self.task
+        job_args = [context] if task.pass_context else []
+        kwargs = context.job.task_kwargs
+        if self.is_async:
+
+            async def run_async_task() -> Any:
+                return await task(*job_args, **kwargs)
+
+            call = run_async_task
+            if self.task_middleware:
+                call = procrastinate_middleware.compose(
+                    self.task_middleware, run_async_task, context, self.worker
+                )
+            result = await call()
+        else:
+
+            def run_sync_task() -> Any:
+                return task(*job_args, **kwargs)
+
+            result = await utils.sync_to_async(
+                procrastinate_middleware.compose(
+                    self.task_middleware, run_sync_task, context, self.worker
+                )
+            )
+        # A sync task function may return an awaitable (procrastinate awaits
+        # it too; its middlewares only wrapped the awaitable's creation).
+        if inspect.isawaitable(result):
+            result = await result
+        return result

@@ -22,6 +22,8 @@ from typing import Any
 from procrastinate import job_context
 from procrastinate import worker as procrastinate_worker
 
+from pgjobs import middleware
+
 _TIMED_OUT = "pgjobs.timed_out"
 
 
@@ -39,6 +41,7 @@ def timeout_of(task: Any) -> float | None:
     return float(seconds) if seconds else None
 
 
+@middleware.for_tasks(lambda task: timeout_of(task) is not None)
 async def timeout_middleware(
     call_next: Any,
     context: job_context.JobContext,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 from typing import Any
 
 import psycopg
@@ -509,3 +510,92 @@ async def test_a_worker_starting_while_its_connection_is_cut_keeps_going(
         "SELECT status::text, attempts FROM procrastinate_jobs"
     ).fetchall()
     assert (status, attempts) == ("succeeded", 1)
+
+
+async def test_middleware_order_and_per_job_logs_are_procrastinates(
+    app: App, conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # pgjobs' _process_job works out a task's middleware chain once per task
+    # and builds log messages only when they are emitted: the chain, the
+    # results and the records must be procrastinate's.
+    from pgjobs import middleware
+
+    calls: list[str] = []
+
+    async def outer(call_next: Any, context: Any, worker: Any) -> Any:
+        calls.append(f"worker:{context.job.task_name}")
+        return await call_next()
+
+    @middleware.for_tasks(lambda task: task.name == "t.async")
+    async def only_async(call_next: Any, context: Any, worker: Any) -> Any:
+        calls.append(f"only_async:{context.job.task_name}")
+        return await call_next()
+
+    async def async_mw(call_next: Any, context: Any, worker: Any) -> Any:
+        calls.append("task_mw:async")
+        return await call_next()
+
+    def sync_mw(call_next: Any, context: Any, worker: Any) -> Any:
+        calls.append("task_mw:sync")
+        return call_next()
+
+    @app.task(name="t.async", task_middleware=[async_mw])
+    async def async_task(n: int) -> int:
+        calls.append("async")
+        return n * 2
+
+    @app.task(name="t.sync", task_middleware=[sync_mw])
+    def sync_task(n: int) -> int:
+        calls.append("sync")
+        return n + 1
+
+    app.enqueue(conn, async_task, {"n": 20})
+    conn.commit()
+    app.enqueue(conn, sync_task, {"n": 5})
+    conn.commit()
+    caplog.set_level(logging.INFO, logger="procrastinate.worker")
+    async with app.open_async():
+        await app.run_worker_async(
+            concurrency=1,
+            wait=False,
+            install_signal_handlers=False,
+            worker_middleware=[outer, only_async],
+        )
+    assert calls == [
+        "worker:t.async",
+        "only_async:t.async",
+        "task_mw:async",
+        "async",
+        "worker:t.sync",
+        "task_mw:sync",
+        "sync",
+    ]
+    records = [
+        (r.levelname, r.getMessage().split(" - ")[0].split(", lasted")[0], r.action)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name.startswith("procrastinate.worker")
+        and "job" in getattr(r, "action", "")
+    ]
+    ids = [
+        row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs ORDER BY id")
+    ]
+    assert records == [
+        ("INFO", f"Starting job t.async[{ids[0]}](n=20)", "start_job"),
+        (
+            "INFO",
+            f"Job t.async[{ids[0]}](n=20) ended with status: Success",
+            "job_success",
+        ),
+        ("INFO", f"Starting job t.sync[{ids[1]}](n=5)", "start_job"),
+        (
+            "INFO",
+            f"Job t.sync[{ids[1]}](n=5) ended with status: Success",
+            "job_success",
+        ),
+    ]
+    results = [
+        r.getMessage().split(" - Result: ")[1]
+        for r in caplog.records
+        if getattr(r, "action", "") == "job_success"
+    ]
+    assert results == ["40", "6"]
