@@ -379,6 +379,22 @@ async def test_a_queue_too_long_for_a_channel_still_wakes_its_worker(
         await asyncio.gather(worker, return_exceptions=True)
 
 
+def explain_nested(conn: psycopg.Connection[Any], *settings: str) -> list[str]:
+    """From now on, the plan of every statement ``conn`` runs, nested ones
+    included (auto_explain), is appended to the returned list."""
+    plans: list[str] = []
+    conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    conn.execute("LOAD 'auto_explain'")
+    for setting in (
+        *settings,
+        "auto_explain.log_min_duration = 0",
+        "auto_explain.log_nested_statements = on",
+        "client_min_messages = log",
+    ):
+        conn.execute(f"SET {setting}")
+    return plans
+
+
 def test_claim_plan_made_on_a_near_empty_table_still_uses_the_indexes(
     db_url: str,
 ) -> None:
@@ -406,17 +422,7 @@ def test_claim_plan_made_on_a_near_empty_table_still_uses_the_indexes(
             "  FROM pg_stat_user_tables WHERE relname = 'procrastinate_jobs'"
         ).fetchone() == (True,)
 
-        plans: list[str] = []
-        worker_conn.add_notice_handler(
-            lambda notice: plans.append(notice.message_primary or "")
-        )
-        worker_conn.execute("LOAD 'auto_explain'")
-        for setting in (
-            "auto_explain.log_min_duration = 0",
-            "auto_explain.log_nested_statements = on",
-            "client_min_messages = log",
-        ):
-            worker_conn.execute(f"SET {setting}")
+        plans = explain_nested(worker_conn)
         claimed = worker_conn.execute(claim).fetchall()
         assert len(claimed) == 5
         [inner] = [plan for plan in plans if "UPDATE procrastinate_jobs" in plan]
@@ -434,21 +440,13 @@ def test_claims_and_finishes_are_never_jit_compiled(db_url: str) -> None:
         worker_id = conn.execute(
             "INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id"
         ).fetchone()
-        plans: list[str] = []
-        conn.add_notice_handler(
-            lambda notice: plans.append(notice.message_primary or "")
-        )
-        conn.execute("LOAD 'auto_explain'")
-        for setting in (
+        plans = explain_nested(
+            conn,
             "jit = on",
             "jit_above_cost = 0",
             "jit_inline_above_cost = 0",
             "jit_optimize_above_cost = 0",
-            "auto_explain.log_min_duration = 0",
-            "auto_explain.log_nested_statements = on",
-            "client_min_messages = log",
-        ):
-            conn.execute(f"SET {setting}")
+        )
         conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE priority >= 0")
         if not any("JIT:" in plan for plan in plans):
             pytest.skip("this server has no JIT (PostgreSQL built without LLVM)")
