@@ -39,12 +39,17 @@ pins the procrastinate code it replaces):
   without one since it was queued never ran: a stopping worker puts those
   back (``todo``, no attempt counted), and the stalled-job rescue does the
   same for a killed worker's. Off by default.
-- **Outages**: every loop that talks to the database (claims, outcomes,
-  heartbeat, listener, periodic deferrer, abort polling, pgjobs' side tasks)
-  retries a lost connection with capped, jittered backoff instead of stopping
-  the worker; ``pgjobs.resilience`` logs one line when the database goes
-  away and one when it is back. A job that ended during an outage keeps its
-  outcome in memory and is written when the database is back.
+- **Less Python per job**: a task's kind and middleware chain are worked
+  out once per task, log messages are built only when emitted, and a
+  success's outcome is awaited without a task of its own (``_process_job``,
+  ``_TaskPlan``).
+- **Outages**: every loop that talks to the database (the start, claims,
+  outcomes, heartbeat, listener, periodic deferrer, abort polling, pgjobs'
+  side tasks) retries a lost connection with capped, jittered backoff
+  instead of stopping the worker; ``pgjobs.resilience`` logs one line when
+  the database goes away and one when it is back. A job that ended during
+  an outage keeps its outcome in memory and is written when the database
+  is back.
 """
 
 from __future__ import annotations
