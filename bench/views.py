@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgjobs import database, schema
+from pgjobs.db import connections, schema
 from pgjobs.settings import load_settings
 
 SCRATCH = "pgjobs_bench_views"
@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     options = parser.parse_args()
 
-    base = options.url or database.conninfo(load_settings())
+    base = options.url or connections.conninfo(load_settings())
     url = with_dbname(base, SCRATCH)
     drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
         sql.Identifier(SCRATCH)

@@ -7,7 +7,8 @@
 The database is ``PGJOBS_FAULTS_DATABASE_URL`` (an admin URL: a scratch
 database is created next to it) or, unset, a PostgreSQL the suite starts
 itself. The database-restart scenario always runs on a cluster the suite
-started itself, since it stops and starts it.
+started itself, since it stops and starts it; the failover scenarios on a
+primary and a streaming standby of their own (faults/replication.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
-from faults import scenarios
+from faults import deploys, failover, pooler, scenarios
 from faults.cluster import Cluster
 
 
@@ -57,12 +58,17 @@ def scratch(admin_url: str | None, name: str) -> Iterator[str]:
             cluster.close()
 
 
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "**no**")
+
+
 def table(results: list[scenarios.Result]) -> str:
     lines = [
         "| scenario | jobs | succeeded | dead-lettered | lost | duplicated runs"
         " (interrupted attempts) | unexplained duplicates | uncounted runs"
-        " | lock violations | priority violations | errors | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " | lock violations | priority violations | errors | stuck"
+        " | health truthful | lost in the replication lag window | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -70,6 +76,8 @@ def table(results: list[scenarios.Result]) -> str:
             f" | {r.duplicated_runs} ({r.interrupted_runs})"
             f" | {r.unexplained_duplicates} | {r.uncounted_runs}"
             f" | {r.lock_violations} | {r.priority_violations} | {r.errors}"
+            f" | {r.stuck} | {_yes_no(r.health_truthful)}"
+            f" | {'-' if r.lag_window_lost is None else r.lag_window_lost}"
             f" | {r.seconds} |"
         )
     notes = [f"- {r.scenario}: {note}" for r in results for note in r.notes]
@@ -83,16 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts")
     parser.add_argument(
         "--only",
-        help="comma list of: crash,crash-prefetch,restart,cut,concurrency,sustained",
+        help="comma list of: crash,crash-prefetch,restart,cut,concurrency,"
+        "sustained,deploy,pooler,shortage,failover,failover-async",
     )
     parser.add_argument("--sustained", type=float, help="seconds of sustained load")
     args = parser.parse_args(argv)
     quick = args.quick
     admin_url = os.environ.get("PGJOBS_FAULTS_DATABASE_URL") or None
     chosen = set(
-        (args.only or "crash,crash-prefetch,restart,cut,concurrency,sustained").split(
-            ","
-        )
+        (
+            args.only
+            or "crash,crash-prefetch,restart,cut,concurrency,sustained,deploy,"
+            "pooler,shortage,failover,failover-async"
+        ).split(",")
     )
     seconds = args.sustained or (60.0 if quick else 600.0)
     runs: dict[str, Callable[[], scenarios.Result]] = {}
@@ -132,9 +143,28 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency",
         lambda url: scenarios.concurrency(url, jobs=3_000 if quick else 50_000),
     )
+    # A primary and a streaming standby of their own (faults/replication.py).
+    runs["failover"] = lambda: failover.promote_under_load(
+        True, load_after=4.0 if quick else 15.0
+    )
+    runs["failover-async"] = lambda: failover.promote_under_load(
+        False, load_after=4.0 if quick else 15.0
+    )
     runs["sustained"] = on_scratch(
         "sustained", lambda url: scenarios.sustained(url, seconds=seconds)
     )
+    runs["deploy"] = on_scratch(
+        "deploy",
+        lambda url: deploys.rolling_deploy(
+            url, long_jobs=6 if quick else 12, rounds=2 if quick else 5
+        ),
+    )
+    runs["pooler"] = on_scratch(
+        "pooler",
+        lambda url: pooler.pooler(url, jobs=1_000 if quick else 10_000),
+    )
+    # On a cluster of its own: it lowers max_connections and restarts it.
+    runs["shortage"] = lambda: pooler.shortage(jobs=500 if quick else 5_000)
     results = []
     for name, run in runs.items():
         if name in chosen:

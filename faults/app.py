@@ -13,6 +13,8 @@ import os
 import time
 from typing import Any
 
+import psycopg
+
 from pgjobs import App, RetryPolicy
 
 app = App()
@@ -65,3 +67,33 @@ async def work(context: Any, n: int, ms: int = 0, sent: float = 0.0) -> None:
     if ms:
         await asyncio.sleep(ms / 1000)
     await connector.execute_query_async(query=_END, run_id=row["id"])
+
+
+@app.task(
+    name="faults.work_sync",
+    pass_context=True,
+    retry=RetryPolicy(max_attempts=50, base_delay=0.05, max_delay=1.0),
+)
+def work_sync(context: Any, n: int, ms: int = 0, sent: float = 0.0) -> None:
+    """``faults.work`` as a sync task (its own connections, in its thread)."""
+    latency_ms = (time.time() - sent) * 1000 if sent else None
+    job = context.job
+    url = app.settings.database_url
+    with psycopg.connect(url, autocommit=True) as conn:  # type: ignore[arg-type]
+        row = conn.execute(
+            _START,
+            {
+                "job_id": job.id,
+                "n": n,
+                "lock": job.lock,
+                "priority": job.priority,
+                "attempt": job.attempts + 1,
+                "pid": os.getpid(),
+                "latency_ms": latency_ms,
+            },
+        ).fetchone()
+    assert row is not None
+    if ms:
+        time.sleep(ms / 1000)
+    with psycopg.connect(url, autocommit=True) as conn:  # type: ignore[arg-type]
+        conn.execute(_END, {"run_id": row[0]})

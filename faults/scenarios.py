@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 
 from faults.app import SETUP_SQL, app
-from pgjobs import database, schema
+from pgjobs.db import connections, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +61,16 @@ class Result:
     priority_violations: int = 0
     #: Tracebacks / ERROR lines in worker logs, and workers that exited.
     errors: int = 0
+    #: ``doing`` rows of these jobs that no live worker runs, after the run
+    #: (must be 0).
+    stuck: int = 0
+    #: Whether ``pgjobs health`` said what the facts were during and after the
+    #: run (None: not checked by this scenario; False fails the scenario).
+    health_truthful: bool | None = None
+    #: Jobs acknowledged to the enqueuer but gone after a failover with
+    #: asynchronous replication (None: not such a scenario). Counted apart
+    #: from ``lost``: the documented price of asynchronous replication.
+    lag_window_lost: int | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -73,6 +83,8 @@ class Result:
             and self.lock_violations == 0
             and self.priority_violations == 0
             and self.errors == 0
+            and self.stuck == 0
+            and self.health_truthful is not False
         )
 
 
@@ -93,7 +105,7 @@ def enqueue(
     start: int = 0,
     **options: Any,
 ) -> list[int]:
-    with database.connect(url) as conn:
+    with connections.connect(url) as conn:
         ids = app.enqueue_many(
             conn,
             "faults.work",
@@ -107,6 +119,23 @@ def enqueue(
 def _scalar(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
     row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
     return row[0] if row else None
+
+
+def wait_ready(url: str, count: int, timeout: float = 120) -> None:
+    """Until ``count`` workers are registered: a rolling deploy stops the
+    next worker only once the new one is up (one still starting has no
+    signal handler yet: SIGTERM would just kill it), and an outage starts
+    once every worker runs (a worker that finds no server at its start
+    exits with one line: see ``connections.wait_for_free_slot``)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()
+            if row is not None and row[0] >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} workers not registered in {timeout} s")
+            time.sleep(0.1)
 
 
 def unfinished(url: str, ids: Sequence[int]) -> int:
@@ -159,6 +188,9 @@ def count(
             list(ids),
         )
         result.lost = len(ids) - result.succeeded - result.dead_lettered
+        if result.lag_window_lost is not None:
+            result.lost -= result.lag_window_lost
+        result.stuck = stuck(conn, ids)
         runs = conn.execute(
             "SELECT coalesce(sum(n_runs - 1), 0),"
             "       coalesce(sum(n_interrupted) FILTER (WHERE n_runs > 1), 0),"
@@ -193,6 +225,21 @@ def count(
             list(ids),
         )
     return result
+
+
+def stuck(conn: psycopg.Connection[Any], ids: Sequence[int]) -> int:
+    """``doing`` rows among ``ids`` that no live worker runs: a worker that
+    stopped or died left them, or a live worker holds them without running
+    them (called after the run, once every worker of the scenario is gone or
+    idle, so every ``doing`` row counts)."""
+    return int(
+        _scalar(
+            conn,
+            "SELECT count(*) FROM procrastinate_jobs"
+            " WHERE id = ANY(%s) AND status = 'doing'",
+            list(ids),
+        )
+    )
 
 
 def priority_violations(url: str, ids: Sequence[int], slack: float = 0.5) -> int:
@@ -268,6 +315,24 @@ class Workers:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         self.procs[index] = self._spawn()
+
+    def terminate_and_restart(self, index: int, timeout: float = 60) -> float:
+        """SIGTERM one worker (a deploy), wait for it to exit, start its
+        successor; returns the seconds it took to exit. A worker that exits
+        non-zero (or must be killed) counts in ``exited``."""
+        proc = self.procs[index]
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        took = time.monotonic() - began
+        if proc.returncode != 0:
+            self.exited.append(proc.returncode)
+        self.procs[index] = self._spawn()
+        return took
 
     def check_alive(self) -> None:
         for index, proc in enumerate(self.procs):
@@ -407,6 +472,7 @@ def database_restart(cluster: Any, jobs: int = 3_000, down: float = 3.0) -> Resu
     # No worker dies here: a long stall threshold keeps a worker that the
     # outage (or a loaded machine) kept from beating from being taken for dead.
     with workers(url, 2, 10, PGJOBS_STALLED_AFTER="15") as group:
+        wait_ready(url, 2)
         while unfinished(url, ids) > jobs * 0.7:
             time.sleep(0.05)
         cluster.stop("fast")
@@ -541,7 +607,7 @@ def _steady_state_wal(url: str) -> str:
 def _idle_latency_p99(url: str, count: int = 1000) -> float:
     """Enqueue→start p99 (ms) with the worker idle: one job every 20 ms
     (1,000 of them: a p99 over 200 is the second-worst of two values)."""
-    with database.connect(url) as conn:
+    with connections.connect(url) as conn:
         conn.autocommit = True
         start = 10_000_000
         # Wait until the worker is up: its first job has run.
@@ -573,7 +639,7 @@ class _Pacer:
         self._thread.start()
 
     def _run(self) -> None:
-        with database.connect(self.url) as conn:
+        with connections.connect(self.url) as conn:
             conn.autocommit = True
             next_at = time.monotonic()
             while not self._stop.is_set():

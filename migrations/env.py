@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from pgjobs.schema import VERSION_TABLE, engine_for
+from pgjobs.db.schema import VERSION_TABLE, engine_for
 
 config = context.config
 

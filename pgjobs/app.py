@@ -8,22 +8,30 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast, overload
+from typing import Any, Concatenate, Literal, cast, overload
 
 import procrastinate
 import psycopg
+from procrastinate import connector as procrastinate_connector
 from procrastinate import jobs as procrastinate_jobs
+from procrastinate import worker as procrastinate_worker
+from procrastinate.job_context import JobContext
 
-from pgjobs import breakers, event_loop, retention, schedules, stalled, timeouts
-from pgjobs import enqueue as enqueue_module
-from pgjobs.connector import Connector
-from pgjobs.dead_letters import DeadLetterHook
-from pgjobs.enqueue import JobOptions, OnDuplicate
-from pgjobs.job_manager import JobManager
-from pgjobs.job_worker import SideTask, Worker
-from pgjobs.retries import RetryValue
+from pgjobs.admin import retention
+from pgjobs.db import connector_info
+from pgjobs.db.connector import Connector
+from pgjobs.enqueueing import enqueue as enqueue_module
+from pgjobs.enqueueing.enqueue import JobOptions, OnDuplicate
+from pgjobs.enqueueing.job_manager import JobManager
+from pgjobs.failures import breakers, stalled, timeouts
+from pgjobs.failures.dead_letters import DeadLetterHook
+from pgjobs.failures.retries import RetryValue
+from pgjobs.monitoring import tracing
+from pgjobs.scheduling import ticker
 from pgjobs.settings import Settings, load_settings
-from pgjobs.tasks import Task
+from pgjobs.tasks import P, R, Task
+from pgjobs.worker import event_loop, expiry
+from pgjobs.worker.worker import SideTask, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +46,15 @@ class App(procrastinate.App):
         import_paths: Iterable[str] | None = None,
         worker_defaults: procrastinate.app.WorkerOptions | None = None,
         periodic_defaults: dict[str, Any] | None = None,
-        connector: Connector | None = None,
+        connector: procrastinate_connector.BaseConnector | None = None,
         retry: RetryValue = None,
         timeout: float | None = None,
         on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         """``retry``/``timeout``: defaults for tasks that set none (see
-        ``pgjobs.RetryPolicy``, ``pgjobs.timeouts``); ``on_dead_letter``: called
-        by the worker with each new ``DeadLetter`` (default: a WARNING log).
+        ``pgjobs.RetryPolicy``, ``pgjobs.failures.timeouts``);
+        ``on_dead_letter``: called by the worker with each new ``DeadLetter``
+        (default: a WARNING log).
         """
         self.settings = settings if settings is not None else load_settings()
         defaults: procrastinate.app.WorkerOptions = {
@@ -54,6 +63,8 @@ class App(procrastinate.App):
             "update_heartbeat_interval": self.settings.heartbeat_interval,
             "stalled_worker_timeout": self.settings.stalled_after,
         }
+        if self.settings.poll_interval is not None:
+            defaults["fetch_job_polling_interval"] = self.settings.poll_interval
         super().__init__(
             connector=connector or Connector(self.settings),
             import_paths=import_paths,
@@ -61,7 +72,11 @@ class App(procrastinate.App):
             periodic_defaults=periodic_defaults,
         )
         self.job_manager = JobManager(self)
-        #: Extension points used by pgjobs' features (see pgjobs.job_worker).
+        #: Where ``task.defer()`` without ``connection=`` runs: a callable
+        #: returning a connection (psycopg, SQLAlchemy, Django), or None for
+        #: the App's pool. pgjobs.contrib.django sets it to Django's.
+        self.default_defer_connection: Callable[[], Any | None] | None = None
+        #: Extension points used by pgjobs' features (see pgjobs.worker.worker).
         self.worker_side_tasks: list[SideTask] = []
         self.task_middleware_defaults: list[Any] = []
         self.worker_middleware_defaults: list[Any] = []
@@ -70,20 +85,49 @@ class App(procrastinate.App):
         self.default_timeout = timeout
         self.on_dead_letter = on_dead_letter
         self.breakers: dict[str, breakers.Breaker] = {}
+        if tracing.available:  # pgjobs[otel]: a span per attempt
+            self.worker_middleware_defaults.append(tracing.tracing_middleware)
+        self._breaker_middleware = breakers.breaker_middleware(self)
         self.worker_middleware_defaults += [
-            breakers.breaker_middleware,
+            self._breaker_middleware,
             timeouts.timeout_middleware,
         ]
-        self.worker_side_tasks.append(stalled.stalled_job_rescuer)
+        self.worker_side_tasks.append(stalled.rescuer(self, self.settings))
+        # Flow control: waiting jobs past their start-by deadline end.
+        self.worker_side_tasks.append(expiry.sweeper(self, self.settings))
         # Monitoring: the periodic retention task, when PGJOBS_RETENTION_* is set.
         retention.install(self)
-        # Schedules: runtime schedules ticker (see pgjobs.schedules).
-        schedules.install(self)
+        # Schedules: runtime schedules ticker (see pgjobs.scheduling.ticker).
+        ticker.install(self)
+
+    def with_connector(self, connector: procrastinate_connector.BaseConnector) -> App:
+        """procrastinate's (deprecated) ``with_connector``, keeping pgjobs' App:
+        the same tasks, settings, defaults and hooks on another connector."""
+        app = App(
+            settings=self.settings,
+            import_paths=self.import_paths,
+            worker_defaults=self.worker_defaults,
+            periodic_defaults=self.periodic_defaults,
+            connector=connector,
+            retry=self.default_retry,
+            timeout=self.default_timeout,
+            on_dead_letter=self.on_dead_letter,
+        )
+        app.tasks = self.tasks
+        app.periodic_registry = self.periodic_registry
+        app.breakers = self.breakers
+        return app
 
     def run_worker(self, **kwargs: Any) -> None:
         """procrastinate's ``run_worker`` on the loop ``PGJOBS_EVENT_LOOP``
-        chooses (uvloop when installed: see pgjobs.event_loop)."""
+        chooses (uvloop when installed: see pgjobs.worker.event_loop).
+
+        The worker owns this process, so it also freezes the collector's
+        view of what is loaded at its start (``freeze_gc``); a worker run
+        inside an application (``run_worker_async``) leaves the host's
+        collector alone unless given ``freeze_gc=True``."""
         loop = event_loop.name(self.settings.event_loop)
+        kwargs.setdefault("freeze_gc", True)
 
         async def main() -> None:
             logger.info(
@@ -95,7 +139,7 @@ class App(procrastinate.App):
 
         event_loop.run(main, loop)
 
-    def _worker(self, **kwargs: Any) -> Worker:
+    def _worker(self, **kwargs: Any) -> procrastinate_worker.Worker:
         options: dict[str, Any] = {**self.worker_defaults, **kwargs}
         options["task_middleware"] = [
             *self.task_middleware_defaults,
@@ -106,19 +150,45 @@ class App(procrastinate.App):
             *(options.get("worker_middleware") or []),
         ]
         prefetch = options.pop("prefetch", self.settings.prefetch)
+        if connector_info.in_memory(self.connector):
+            # procrastinate's testing connector: procrastinate's own worker
+            # (pgjobs' batch claims, side tasks and breakers are SQL).
+            options.pop("max_interruptions", None)
+            options.pop("freeze_gc", None)
+            options["worker_middleware"].remove(self._breaker_middleware)
+            return procrastinate_worker.Worker(app=self, **options)
+        options.setdefault("max_interruptions", self.settings.max_interruptions)
         return Worker(
             app=self, side_tasks=self.worker_side_tasks, prefetch=prefetch, **options
         )
 
     # -- task declaration -------------------------------------------------
 
+    # Typed as procrastinate's App.task: the task keeps its function's
+    # parameters (ParamSpec), so mypy checks task.defer()/task.enqueue().
     @overload
     def task(
-        self, _func: None = None, **options: Any
-    ) -> Callable[[Callable[..., Any]], Task]: ...
+        self,
+        _func: None = None,
+        *,
+        pass_context: Literal[False] = False,
+        **options: Any,
+    ) -> Callable[[Callable[P, R]], Task[P, R, P]]: ...
 
     @overload
-    def task(self, _func: Callable[..., Any], **options: Any) -> Task: ...
+    def task(
+        self,
+        _func: None = None,
+        *,
+        pass_context: Literal[True],
+        **options: Any,
+    ) -> Callable[
+        [Callable[Concatenate[JobContext, P], R]],
+        Task[Concatenate[JobContext, P], R, P],
+    ]: ...
+
+    @overload
+    def task(self, _func: Callable[P, R], **options: Any) -> Task[P, R, P]: ...
 
     def task(self, _func: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Declare a task, as procrastinate's ``App.task``; arguments are typed.
@@ -132,10 +202,12 @@ class App(procrastinate.App):
         options.setdefault("retry", self.default_retry)
         options.setdefault("timeout", self.default_timeout)
 
-        def wrap(func: Callable[..., Any]) -> Task:
-            task = Task(func, blueprint=self, **options)
+        def wrap(func: Callable[..., Any]) -> Task[Any, Any, Any]:
+            task: Task[Any, Any, Any] = Task(func, blueprint=self, **options)
             self._register_task(task)
-            return cast(Task, functools.update_wrapper(task, func, updated=()))
+            return cast(
+                "Task[Any, Any, Any]", functools.update_wrapper(task, func, updated=())
+            )
 
         return wrap if _func is None else wrap(_func)
 
@@ -148,7 +220,9 @@ class App(procrastinate.App):
         trip_on, ignore) sets the breaker's configuration in this App; tasks
         declared with ``breaker="crm"`` use it too.
         """
-        return breakers.BoundBreaker(self, breakers.register(self, name, **config))
+        return breakers.BoundBreaker(
+            self, breakers.register(self.breakers, name, **config)
+        )
 
     # -- transactional enqueue --------------------------------------------
 
@@ -165,8 +239,15 @@ class App(procrastinate.App):
         """Insert one job on ``conn`` inside the caller's transaction.
 
         ``options``: queue, priority, lock, queueing_lock, delay (seconds or
-        timedelta), run_at (aware datetime). Returns the job id, or ``None`` for
-        an ignored duplicate.
+        timedelta), run_at (aware datetime), and a start-by deadline:
+        expires_at (aware datetime) or expires_in (seconds or timedelta); a
+        job not started by then never starts (README "Flow control").
+        Returns the job id, or ``None`` for an ignored duplicate.
+
+        Behind a transaction pooler (PgBouncer ``pool_mode = transaction``),
+        ``conn`` must not use client-side prepared statements: open it with
+        ``prepare_threshold=None`` (SQLAlchemy: ``connect_args=
+        {"prepare_threshold": None}``); see README "Behind PgBouncer".
         """
         return enqueue_module.enqueue_many(
             conn, self, task, [payload or {}], JobOptions(**options), on_duplicate
@@ -189,7 +270,7 @@ class App(procrastinate.App):
 
     async def enqueue_async(
         self,
-        conn: psycopg.AsyncConnection[Any],
+        conn: psycopg.AsyncConnection[Any] | Any,
         task: procrastinate.tasks.Task[Any, Any, Any] | str,
         payload: Mapping[str, Any] | None = None,
         /,
@@ -197,7 +278,8 @@ class App(procrastinate.App):
         on_duplicate: OnDuplicate = "raise",
         **options: Any,
     ) -> int | None:
-        """``enqueue`` on a psycopg ``AsyncConnection``."""
+        """``enqueue`` on a psycopg ``AsyncConnection``, or a SQLAlchemy
+        ``AsyncSession``/``AsyncConnection`` (``postgresql+psycopg://``)."""
         ids = await enqueue_module.enqueue_many_async(
             conn, self, task, [payload or {}], JobOptions(**options), on_duplicate
         )
@@ -205,7 +287,7 @@ class App(procrastinate.App):
 
     async def enqueue_many_async(
         self,
-        conn: psycopg.AsyncConnection[Any],
+        conn: psycopg.AsyncConnection[Any] | Any,
         task: procrastinate.tasks.Task[Any, Any, Any] | str,
         payloads: Iterable[Mapping[str, Any]],
         /,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pgjobs import database, queries, schema
 from pgjobs.app import App
+from pgjobs.db import connections, queries, schema
 from pgjobs.errors import InvalidPayload
 from pgjobs.settings import Settings
 
@@ -24,7 +24,7 @@ def build_app(settings: Settings) -> App:
 
     @app.task(name="demo.send_order_confirmation", queue=QUEUE)
     def send_order_confirmation(order_id: int) -> None:
-        with database.connect(settings) as conn:
+        with connections.connect(settings) as conn:
             queries.fetch_all(conn, "demo_confirm_order", order_id=order_id)
 
     @app.task(name="demo.make_thumbnail", queue=QUEUE)
@@ -35,7 +35,7 @@ def build_app(settings: Settings) -> App:
 
 
 def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, int]:
-    echo(f"database: {database.describe(settings)}")
+    echo(f"database: {connections.describe(settings)}")
     schema.upgrade(settings)
     echo(f"schema: at revision {schema.current(settings)}")
     app = build_app(settings)
@@ -43,7 +43,7 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, in
     job_ids: list[int | None] = []
     order_ids: list[int] = []
 
-    with database.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         queries.fetch_all(conn, "demo_create_orders")
         conn.commit()
         for customer in ("ada", "grace", "linus"):
@@ -91,7 +91,7 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, in
     )
     echo(f"worker done in {time.perf_counter() - started:.1f} s")
 
-    with database.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         counts = {
             row["status"]: row["jobs"]
             for row in queries.fetch_all(conn, "job_status_counts", ids=job_ids)

@@ -27,6 +27,10 @@ class DatabaseUnavailable(PgjobsError):
     exit_code = 3
 
 
+class ReadOnlyDatabase(PgjobsError):
+    """The database refuses writes (hot standby, default_transaction_read_only)."""
+
+
 class SchemaError(PgjobsError):
     """The database schema is missing, outdated or in an unexpected state."""
 
@@ -49,6 +53,24 @@ class InvalidJobOptions(PgjobsError):
     """Enqueue options (queue, priority, schedule, locks) are invalid."""
 
 
+class InvalidRetryPolicy(PgjobsError, ValueError):
+    """A retry policy's attempts, delays, factor or jitter are invalid.
+
+    Also a ``ValueError``, which it was raised as before it had a name."""
+
+
+class InvalidBreaker(InvalidJobOptions):
+    """A circuit breaker's name, thresholds or recovery window are invalid.
+
+    A subclass of ``InvalidJobOptions``, which it was raised as before."""
+
+
+class InvalidRetention(InvalidJobOptions):
+    """Retention ages, batch sizes, pauses or duty cycle are invalid.
+
+    A subclass of ``InvalidJobOptions``, which it was raised as before."""
+
+
 class AlreadyEnqueued(PgjobsError, procrastinate_exceptions.AlreadyEnqueued):
     """A job with the same queueing lock is already waiting."""
 
@@ -57,6 +79,10 @@ class AlreadyEnqueued(PgjobsError, procrastinate_exceptions.AlreadyEnqueued):
             f"a job with queueing lock {queueing_lock!r} is already waiting"
         )
         self.queueing_lock = queueing_lock
+
+
+class InvalidQueueName(PgjobsError):
+    """A queue name is empty, too long or contains NUL (nothing was written)."""
 
 
 class JobNotFound(PgjobsError):
@@ -85,3 +111,11 @@ class ScheduleNotFound(PgjobsError):
 
 class ScheduleExists(PgjobsError):
     """A schedule with that name already exists."""
+
+
+class PermissionDenied(PgjobsError):
+    """The database role may not read or change this (e.g. ``pgjobs_monitor``)."""
+
+
+class QueryTimeout(PgjobsError):
+    """A statement ran past its ``statement_timeout`` and was cancelled."""

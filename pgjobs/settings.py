@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+import psycopg
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pgjobs.errors import ConfigError
@@ -54,11 +61,46 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         default=30.0,
         ge=0,
-        description="Seconds a stopping worker lets running jobs finish before "
-        "aborting them.",
+        description="Seconds a stopping worker lets running jobs finish; the "
+        "jobs still running then go back to the queue (README: Deploys).",
+    )
+    max_interruptions: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Shutdown interruptions of one job that count as failed "
+        "attempts from this one on (the ones before are free; 1: every one counts).",
     )
     pool_size: int = Field(
         default=10, ge=1, le=200, description="Maximum connections per process."
+    )
+    prepare_threshold: int | None = Field(
+        default=None,
+        ge=0,
+        description="Client-side prepared statements of pgjobs' own "
+        "connections (psycopg's prepare_threshold): unset = off, as a "
+        "transaction pooler (PgBouncer) needs; 0 or more turns them on on "
+        "direct connections. Also accepted as ?prepare_threshold= in the URL.",
+    )
+    listen_database_url: str | None = Field(
+        default=None,
+        description="URL of a direct (or session-pooled) connection the "
+        "worker uses only for LISTEN, one per process, when "
+        "PGJOBS_DATABASE_URL goes through a transaction pooler.",
+    )
+    poll_interval: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="Seconds between two looks for new jobs by an idle worker "
+        "(default 5 when LISTEN/NOTIFY reaches it, 1 when it does not).",
+    )
+    connect_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds an admin command waits for a connection, "
+        "including a pooler's wait for a free server connection.",
     )
     heartbeat_interval: float = Field(
         default=10.0,
@@ -75,6 +117,12 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="Seconds between two looks for stalled jobs by each worker.",
+    )
+    expiry_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between two sweeps by each worker for waiting jobs "
+        "whose start-by deadline (expires_at / expires_in) passed.",
     )
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="auto",
@@ -116,6 +164,19 @@ class Settings(BaseSettings):
         ge=0,
         description="Dead rows in the jobs or events table before health reports "
         "it (default 100000, or a tenth of the live rows when more).",
+    )
+    health_max_replication_lag: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds a hot standby may replay behind its primary before "
+        "health reports it (default 30).",
+    )
+    health_max_xmin_age: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds a transaction (or prepared transaction, or "
+        "replication slot) may hold back the xmin horizon before health "
+        "reports it (default 300).",
     )
     # Retention (pgjobs.retention): enabled when any age or keep-last is set.
     retention_succeeded_days: float | None = Field(
@@ -170,14 +231,55 @@ class Settings(BaseSettings):
         "with at least one live worker.",
     )
 
-    @field_validator("database_url")
+    # Dashboard (pgjobs.dashboard) and the event stream (pgjobs.events).
+    dashboard_username: str | None = Field(
+        default=None,
+        description="User name of the dashboard's HTTP basic auth (with "
+        "dashboard_password).",
+    )
+    dashboard_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the dashboard's HTTP basic auth; required to "
+        "bind an address other than localhost.",
+    )
+    dashboard_statement_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="Seconds any one dashboard query may run before Postgres "
+        "cancels it.",
+    )
+    events_listen: bool = Field(
+        default=True,
+        description="The event stream wakes on procrastinate's LISTEN/NOTIFY "
+        "channel as well as polling; false behind a transaction pooler.",
+    )
+    events_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two reads of new job events by "
+        "`pgjobs events --follow` and the dashboard's live updates.",
+    )
+
+    @field_validator("database_url", "listen_database_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is None or value.strip() == "":
             return None
         value = value.strip()
-        if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must start with postgresql:// or postgres://")
+        if value.startswith(("postgresql://", "postgres://")):
+            return value
+        # libpq's key=value form (host=a,b port=5432,5432 dbname=app ...).
+        try:
+            keys = psycopg.conninfo.conninfo_to_dict(value) if "=" in value else {}
+        except psycopg.ProgrammingError:
+            keys = {}
+        if not keys:
+            raise ValueError(
+                "must be a postgresql:// URL or a key=value connection string "
+                "(host=... dbname=...)"
+            )
         return value
 
     @field_validator("stalled_after")
@@ -189,6 +291,11 @@ class Settings(BaseSettings):
                 f"must be greater than PGJOBS_HEARTBEAT_INTERVAL ({heartbeat})"
             )
         return value
+
+    @field_validator("dashboard_username", "dashboard_password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and value == "" else value
 
     @field_validator("log_level", mode="before")
     @classmethod

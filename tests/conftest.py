@@ -1,9 +1,9 @@
+"""The suite's fixtures (helpers are in ``tests.support``)."""
+
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,24 +11,20 @@ import psycopg
 import pytest
 
 from pgjobs import App, Settings
-from tests.database import PgServer
-
-ROOT = Path(__file__).resolve().parent.parent
+from pgjobs.testing.server import PgServer
+from tests.support.processes import Processes
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[PgServer]:
-    test_server = PgServer()
-    yield test_server
-    test_server.close()
+def server(pgjobs_server: PgServer) -> PgServer:
+    """pgjobs.testing's server (the pytest kit's plugin): one per process."""
+    return pgjobs_server
 
 
 @pytest.fixture
-def db_url(server: PgServer) -> Iterator[str]:
-    """A fresh database migrated to head."""
-    name, url = server.new_database()
-    yield url
-    server.drop_database(name)
+def db_url(pgjobs_db: str) -> str:
+    """A fresh database migrated to head (the kit's ``pgjobs_db``)."""
+    return pgjobs_db
 
 
 @pytest.fixture
@@ -63,28 +59,44 @@ async def aconn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         yield connection
 
 
-def cli_env(db_url: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PGJOBS_")}
-    if db_url:
-        env["PGJOBS_DATABASE_URL"] = db_url
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection: each statement sees the latest commits."""
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
 
 
-def run_cli(
-    *args: str,
-    db_url: str | None,
-    cwd: Path | None = None,
-    timeout: float = 60,
-    **env: str,
-) -> subprocess.CompletedProcess[str]:
-    """Run the real ``pgjobs`` command line in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "pgjobs", *args],
-        env=cli_env(db_url, **env),
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture
+def runs_db(db_url: str) -> str:
+    """``db_url`` with the runs table of every test App (where their tasks
+    record each run)."""
+    from tests.support import apps
+
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        for table in apps.runs_tables():
+            connection.execute(table)
+    return db_url
+
+
+@pytest.fixture
+def dash_app(settings: Settings) -> App:
+    """An App with the dashboard tests' tasks (tests.support.apps.dashboard)."""
+    from tests.support.apps.dashboard import register
+
+    return register(App(settings=settings))
+
+
+@pytest.fixture
+def processes(db_url: str) -> Iterator[Processes]:
+    """Start worker (and other ``python -m``) processes; killed at the end."""
+    started = Processes(db_url)
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def worker_processes(
+    processes: Processes,
+) -> Callable[..., subprocess.Popen[bytes]]:
+    """Start ``pgjobs worker`` processes (``processes.worker``)."""
+    return processes.worker

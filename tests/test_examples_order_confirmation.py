@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.support import ROOT, cli_env
 
 pytestmark = pytest.mark.slow
 

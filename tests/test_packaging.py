@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgjobs import schema
 from pgjobs.cli import cli
-from tests.conftest import ROOT
+from pgjobs.db import schema
+from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +46,26 @@ def test_wheel_contains_sql_and_migrations(wheel: Path) -> None:
     assert "pgjobs/_data/sql/queries/enqueue.sql" in names
     assert "pgjobs/_data/migrations/env.py" in names
     assert "pgjobs/_data/migrations/versions/0002_pgjobs_base.py" in names
+
+
+def test_wheel_contains_the_dashboards_templates_and_static_files(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "pgjobs/_data/sql/queries/dashboard.sql" in names
+    for name in ("base.html", "overview.html", "jobs.html", "job.html", "audit.html"):
+        assert f"pgjobs/dashboard/templates/{name}" in names
+    assert "pgjobs/dashboard/static/dashboard.js" in names
+    assert "pgjobs/dashboard/static/dashboard.css" in names
+
+
+def test_wheel_registers_the_pytest_kit_and_is_typed(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    assert "pgjobs/py.typed" in names  # mypy checks users' task.enqueue() calls
+    assert "pgjobs/testing/plugin.py" in names
+    assert "pgjobs/contrib/django/management/commands/pgjobs.py" in names
+    [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = archive.read(entry_points).decode()
+    assert "[pytest11]\npgjobs = pgjobs.testing.plugin" in text
 
 
 def test_installed_wheel_migrates_a_database(
@@ -97,3 +117,15 @@ def test_docker_compose_refers_to_real_commands() -> None:
         services["worker"]["depends_on"]["migrate"]["condition"]
         == "service_completed_successfully"
     )
+
+
+def test_every_pgjobs_error_is_importable_from_pgjobs() -> None:
+    import pgjobs
+    from pgjobs import errors
+
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.PgjobsError)
+    }
+    assert defined - set(pgjobs.__all__) == set()

@@ -21,7 +21,7 @@ import psycopg
 from bench.adapters.base import TASK_NAME, EnqueueClient
 from bench.adapters.procrastinate_adapter import OnJob, ProcrastinateAdapter
 from bench.recorder import Recorder
-from pgjobs import event_loop
+from pgjobs.worker import event_loop
 
 
 class PgjobsClient(EnqueueClient):
@@ -81,7 +81,7 @@ class PgjobsAdapter(ProcrastinateAdapter):
         return app
 
     async def install_schema(self, dsn: str) -> None:
-        from pgjobs import schema
+        from pgjobs.db import schema
 
         await asyncio.to_thread(schema.upgrade, dsn)
 

@@ -6,8 +6,8 @@ Revises:
 
 from alembic import context
 
+from pgjobs.db.schema import run_sql_file, scalar
 from pgjobs.errors import SchemaError
-from pgjobs.schema import run_sql_file, scalar
 
 revision = "0001"
 down_revision = None

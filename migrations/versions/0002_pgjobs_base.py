@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 """
 
-from pgjobs.schema import run_sql_file
+from pgjobs.db.schema import run_sql_file
 
 revision = "0002"
 down_revision = "0001"

@@ -4,7 +4,7 @@ Revision ID: 0004
 Revises: 0003
 """
 
-from pgjobs.schema import run_sql_file
+from pgjobs.db.schema import run_sql_file
 
 revision = "0004"
 down_revision = "0003"

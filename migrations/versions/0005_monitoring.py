@@ -4,7 +4,7 @@ Revision ID: 0005
 Revises: 0004
 """
 
-from pgjobs.schema import run_sql_file
+from pgjobs.db.schema import run_sql_file
 
 revision = "0005"
 down_revision = "0004"

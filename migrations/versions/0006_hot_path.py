@@ -4,7 +4,7 @@ Revision ID: 0006
 Revises: 0005
 """
 
-from pgjobs.schema import run_sql_file
+from pgjobs.db.schema import run_sql_file
 
 revision = "0006"
 down_revision = "0005"

@@ -4,7 +4,7 @@ Revision ID: 0007
 Revises: 0006
 """
 
-from pgjobs.schema import run_sql_file
+from pgjobs.db.schema import run_sql_file
 
 revision = "0007"
 down_revision = "0006"

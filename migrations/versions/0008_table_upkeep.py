@@ -4,7 +4,7 @@ Revision ID: 0008
 Revises: 0007
 """
 
-from pgjobs.schema import run_sql_file
+from pgjobs.db.schema import run_sql_file
 
 revision = "0008"
 down_revision = "0007"

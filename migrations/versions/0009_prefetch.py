@@ -4,7 +4,7 @@ Revision ID: 0009
 Revises: 0008
 """
 
-from pgjobs.schema import run_sql_file
+from pgjobs.db.schema import run_sql_file
 
 revision = "0009"
 down_revision = "0008"

@@ -4,7 +4,7 @@ Revision ID: 0010
 Revises: 0009
 """
 
-from pgjobs.schema import run_sql_file
+from pgjobs.db.schema import run_sql_file
 
 revision = "0010"
 down_revision = "0009"

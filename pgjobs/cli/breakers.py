@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pgjobs import breakers as breakers_module
 from pgjobs.cli.common import State, json_option, pass_state, print_json, print_table
+from pgjobs.failures import breakers as breakers_module
 
 
 @click.group()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from pgjobs import logs
-from pgjobs.errors import AppNotFound, InvalidJobOptions, InvalidPayload
+from pgjobs.errors import AppNotFound, InvalidPayload
+from pgjobs.monitoring import logs
 from pgjobs.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -33,7 +36,7 @@ class State:
 
     def load_app(self, app_path: str | None) -> App:
         """The App at ``--app`` (or ``PGJOBS_APP``), imported."""
-        from pgjobs import worker as worker_module
+        from pgjobs.worker import running as worker_module
 
         settings = self.settings  # read (and logging set up) in every case
         path = app_path or settings.app
@@ -41,6 +44,10 @@ class State:
             raise AppNotFound(
                 "no app given: pass --app mypackage.jobs.app or set PGJOBS_APP"
             )
+        # As uvicorn and celery do: the project folder the command runs in
+        # is importable even through the installed `pgjobs` script.
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
         return worker_module.load_app(path)
 
 
@@ -62,14 +69,17 @@ def parse_age(text: str) -> datetime.timedelta:
     value = text.strip().lower()
     unit = value[-1:] if value[-1:] in _UNITS else "s"
     number = value[:-1] if value[-1:] in _UNITS else value
+    # A bad option value is a usage error: exit 2, as click's own.
     try:
         amount = float(number)
     except ValueError:
-        raise InvalidJobOptions(
+        raise click.UsageError(
             f"invalid age {text!r}: use e.g. 30s, 15m, 12h, 7d, 2w"
         ) from None
-    if amount < 0:
-        raise InvalidJobOptions(f"invalid age {text!r}: must not be negative")
+    if amount < 0 or not math.isfinite(amount):
+        raise click.UsageError(
+            f"invalid age {text!r}: must be a finite, non-negative duration"
+        )
     return datetime.timedelta(seconds=amount * _UNITS[unit])
 
 
@@ -90,6 +100,11 @@ def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     return value
+
+
+def json_text(value: Any) -> str:
+    """A value (e.g. job arguments) as compact JSON on one line."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def print_json(value: Any) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pgjobs import database, schema
 from pgjobs.cli.common import State, json_option, pass_state, print_json, print_table
+from pgjobs.db import connections, schema
 
 
 @click.group()
@@ -25,7 +25,7 @@ def upgrade(state: State, revision: str, offline: bool) -> None:
     settings = state.settings
     schema.upgrade(settings, revision)
     click.echo(
-        f"{database.describe(settings)} is at revision {schema.current(settings)}"
+        f"{connections.describe(settings)} is at revision {schema.current(settings)}"
     )
 
 
@@ -41,7 +41,7 @@ def downgrade(state: State, revision: str, offline: bool) -> None:
     settings = state.settings
     schema.downgrade(settings, revision)
     click.echo(
-        f"{database.describe(settings)} is at revision "
+        f"{connections.describe(settings)} is at revision "
         f"{schema.current(settings) or 'base (no pgjobs schema)'}"
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from pgjobs import database
 from pgjobs.cli.common import (
     State,
     app_option,
@@ -13,6 +12,7 @@ from pgjobs.cli.common import (
     pass_state,
     print_json,
 )
+from pgjobs.db import connections
 
 
 @click.command()
@@ -71,7 +71,7 @@ def defer(
         "lock": lock,
         "queueing_lock": queueing_lock,
     }
-    with database.connection(app.settings) as conn:
+    with connections.connection(app.settings) as conn:
         job_id = app.enqueue(
             conn,
             task,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import click
 
-from pgjobs import dead_letters
 from pgjobs.cli.common import (
     State,
     json_option,
+    json_text,
     parse_age,
     pass_state,
     print_json,
     print_table,
 )
+from pgjobs.failures import dead_letters
 
 
 def filters(func: click.decorators.FC) -> click.decorators.FC:
@@ -118,6 +119,8 @@ def show(state: State, letter_id: int, as_json: bool) -> None:
         "replay_job_id",
     ):
         value = getattr(letter, name)
+        if name == "args":
+            value = json_text(value)
         if value is not None:
             click.echo(f"{name + ':':17}{value}")
     if letter.traceback:

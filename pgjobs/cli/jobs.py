@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from pgjobs import jobs as jobs_module
+from pgjobs.admin import jobs as jobs_module
 from pgjobs.cli.common import (
     State,
     json_option,
+    json_text,
     parse_age,
     pass_state,
     print_json,
@@ -60,7 +61,7 @@ def list_(
                 "id": job.id,
                 "queue": job.queue_name,
                 "task": job.task_name,
-                "status": job.status,
+                "status": job.status + (" (expired)" if job.expired_at else ""),
                 "attempts": job.attempts,
                 "progress": job.progress,
                 "enqueued_at": job.enqueued_at,
@@ -99,11 +100,12 @@ def show(state: State, job_id: int, as_json: bool) -> None:
         ("queue", job.queue_name),
         ("status", job.status + (" (abort requested)" if job.abort_requested else "")),
         ("attempts", job.attempts),
-        ("args", job.args),
+        ("args", json_text(job.args)),
         ("priority", job.priority),
         ("lock", job.lock),
         ("created_at", job.created_at),
         ("scheduled_at", job.scheduled_at),
+        ("expires_at", job.expires_at),
         ("started_at", job.started_at),
         ("finished_at", job.finished_at),
         (
@@ -117,11 +119,14 @@ def show(state: State, job_id: int, as_json: bool) -> None:
     for name, value in fields:
         if value is not None:
             click.echo(f"{name + ':':14}{value}")
+    for reason in job.waiting_reasons:
+        click.echo(f"{'why:':14}{reason}")
     if job.errors:
         click.echo("errors:")
         for error in job.errors:
+            kind = "interrupted, " if error.kind == "interruption" else ""
             click.echo(
-                f"  attempt {error.attempt} at {error.failed_at}: "
+                f"  attempt {error.attempt} at {error.failed_at}: {kind}"
                 f"{error.error_type}: {error.error_message}"
             )
 

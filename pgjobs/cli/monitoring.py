@@ -10,8 +10,6 @@ from dataclasses import asdict
 
 import click
 
-from pgjobs import metrics as metrics_module
-from pgjobs import monitoring
 from pgjobs.cli.common import (
     State,
     json_option,
@@ -21,6 +19,8 @@ from pgjobs.cli.common import (
     print_table,
 )
 from pgjobs.errors import PgjobsError
+from pgjobs.monitoring import metrics as metrics_module
+from pgjobs.monitoring import views
 
 
 def _seconds(text: str | None) -> float | None:
@@ -31,11 +31,15 @@ def _number(value: float | None, digits: int = 3) -> str | None:
     return None if value is None else f"{value:.{digits}f}"
 
 
-def _print_snapshot(snapshot: monitoring.Snapshot) -> None:
+def _print_snapshot(snapshot: views.Snapshot) -> None:
     click.echo("Queues")
     print_table(
         [
-            {**asdict(q), "oldest_waiting_s": _number(q.oldest_waiting_s, 1)}
+            {
+                **asdict(q),
+                "paused": "PAUSED" if q.paused else "",
+                "oldest_waiting_s": _number(q.oldest_waiting_s, 1),
+            }
             for q in snapshot.queues
         ],
         [
@@ -47,6 +51,8 @@ def _print_snapshot(snapshot: monitoring.Snapshot) -> None:
             "failed",
             "dead_letters",
             "oldest_waiting_s",
+            "expired",
+            "paused",
         ],
     )
     click.echo("\nTasks")
@@ -58,6 +64,8 @@ def _print_snapshot(snapshot: monitoring.Snapshot) -> None:
                 "succeeded": t.succeeded,
                 "failed": t.failed,
                 "retried": t.retried,
+                "interrupted": t.interrupted,
+                "expired": t.expired,
                 "failure_rate": _number(t.failure_rate),
                 "p50_s": _number(t.p50_s),
                 "p95_s": _number(t.p95_s),
@@ -72,6 +80,8 @@ def _print_snapshot(snapshot: monitoring.Snapshot) -> None:
             "succeeded",
             "failed",
             "retried",
+            "interrupted",
+            "expired",
             "failure_rate",
             "p50_s",
             "p95_s",
@@ -120,11 +130,11 @@ def stats(state: State, window: str | None, watch: float | None, as_json: bool) 
 
     Reads the views pgjobs.queue_stats, task_stats, workers and stalled_jobs.
     """
-    options = monitoring.MonitoringOptions.from_settings(
+    options = views.MonitoringOptions.from_settings(
         state.settings, stats_window=_seconds(window)
     )
     while True:
-        snapshot = monitoring.snapshot(state.settings, options)
+        snapshot = views.snapshot(state.settings, options)
         if as_json and watch:
             click.echo(json.dumps(asdict(snapshot), default=str))
         elif as_json:
@@ -156,6 +166,15 @@ def stats(state: State, window: str | None, watch: float | None, as_json: bool) 
     type=click.IntRange(0),
     help="Dead rows tolerated in the jobs and events tables (default 100000).",
 )
+@click.option(
+    "--max-replication-lag",
+    help="Replay lag of a hot standby before it is reported (30s).",
+)
+@click.option(
+    "--max-xmin-age",
+    help="How long a transaction or replication slot may hold back the xmin "
+    "horizon before it is reported (default 5m).",
+)
 @json_option
 @pass_state
 def health(
@@ -165,6 +184,8 @@ def health(
     dead_letter_threshold: int | None,
     stalled_after: str | None,
     max_dead_rows: int | None,
+    max_replication_lag: str | None,
+    max_xmin_age: str | None,
     as_json: bool,
 ) -> None:
     """Report problems (view pgjobs.health); exit 1 if any.
@@ -173,18 +194,22 @@ def health(
     failed (bad option or setting, database unreachable...).
     """
     try:
-        options = monitoring.MonitoringOptions.from_settings(
+        options = views.MonitoringOptions.from_settings(
             state.settings,
             max_latency=_seconds(max_latency),
             dead_letter_window=_seconds(dead_letter_window),
             dead_letter_threshold=dead_letter_threshold,
             stalled_after=_seconds(stalled_after),
             max_dead_rows=max_dead_rows,
+            max_replication_lag=_seconds(max_replication_lag),
+            max_xmin_age=_seconds(max_xmin_age),
         )
-        problems = monitoring.health(state.settings, options)
+        problems = views.health(state.settings, options)
     except PgjobsError as exc:
         # 1 means "problems found": an error that could not check says 2+.
         exc.exit_code = max(exc.exit_code, 2)
+        raise
+    except click.ClickException:  # a bad option: usage, exit 2
         raise
     except Exception as exc:
         error = PgjobsError(f"health check failed: {type(exc).__name__}: {exc}")

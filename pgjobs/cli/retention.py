@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from pgjobs import retention
+from pgjobs.admin import retention
 from pgjobs.cli.common import State, json_option, parse_age, pass_state, print_json
 
 

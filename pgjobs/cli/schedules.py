@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from pgjobs import schedules as schedules_module
 from pgjobs.cli.common import (
     State,
     app_option,
@@ -19,6 +18,7 @@ from pgjobs.cli.common import (
     print_table,
 )
 from pgjobs.errors import InvalidSchedule
+from pgjobs.scheduling import schedules as schedules_module
 
 
 def _args(text: str | None) -> dict[str, Any] | None:

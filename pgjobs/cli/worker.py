@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pgjobs import worker as worker_module
 from pgjobs.cli.common import State, app_option, pass_state
+from pgjobs.worker import running as worker_module
 
 
 @click.command()
@@ -31,7 +31,8 @@ from pgjobs.cli.common import State, app_option, pass_state
 @click.option(
     "--shutdown-grace",
     type=click.FloatRange(0),
-    help="Seconds running jobs get to finish on SIGTERM.",
+    help="Seconds running jobs get to finish on SIGTERM; those still running "
+    "then go back to the queue (default PGJOBS_SHUTDOWN_GRACE, 30).",
 )
 @click.option("--name", help="Worker name in logs.")
 @click.option(
@@ -51,7 +52,8 @@ def worker(
     """Run a worker until SIGTERM/SIGINT.
 
     On SIGTERM it claims nothing new and lets running jobs finish (up to the
-    grace period).
+    grace period); the jobs still running then go back to the queue, no
+    attempt counted.
     """
     worker_module.check_queues(queues)
     app = state.load_app(app_path)

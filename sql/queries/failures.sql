@@ -28,9 +28,9 @@ SELECT job.id, job.status::text AS status, job.task_name, job.priority, job.lock
  LIMIT %(limit)s;
 
 -- name: failures_job_errors --
--- The failed attempts of one job, oldest first.
+-- The failed attempts and interruptions of one job, oldest first.
 SELECT id, job_id, task_name, queue_name, attempt, error_type, error_message,
-       traceback, worker_id, failed_at
+       traceback, worker_id, failed_at, kind
   FROM pgjobs.job_errors
  WHERE job_id = %(job_id)s
  ORDER BY id;
@@ -44,7 +44,9 @@ SELECT job.id, job.queue_name, job.task_name, job.priority, job.lock,
        CASE WHEN job.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
             THEN events.finished_at END AS finished_at,
        progress.progress, progress.message AS progress_message,
-       progress.updated_at AS progress_updated_at
+       progress.updated_at AS progress_updated_at,
+       deadline.expires_at, deadline.expired_at,
+       paused.paused_at AS queue_paused_at, paused.paused_by AS queue_paused_by
   FROM procrastinate_jobs AS job
   LEFT JOIN LATERAL (
        SELECT min(at) FILTER (WHERE type = 'deferred') AS created_at,
@@ -54,6 +56,8 @@ SELECT job.id, job.queue_name, job.task_name, job.priority, job.lock,
          FROM procrastinate_events
         WHERE job_id = job.id) AS events ON true
   LEFT JOIN pgjobs.job_progress AS progress ON progress.job_id = job.id
+  LEFT JOIN pgjobs.job_deadlines AS deadline ON deadline.job_id = job.id
+  LEFT JOIN pgjobs.paused_queues AS paused ON paused.queue_name = job.queue_name
  WHERE job.id = %(job_id)s;
 
 -- name: failures_list_jobs --
@@ -62,9 +66,11 @@ SELECT job.id, job.queue_name, job.task_name, job.priority, job.lock,
 SELECT job.id, job.queue_name, job.task_name, job.status::text AS status,
        job.priority, job.attempts, job.scheduled_at, enqueued.at AS enqueued_at,
        progress.progress, last_error.error_type AS last_error_type,
-       last_error.error_message AS last_error_message
+       last_error.error_message AS last_error_message,
+       deadline.expired_at
   FROM procrastinate_jobs AS job
   LEFT JOIN pgjobs.job_progress AS progress ON progress.job_id = job.id
+  LEFT JOIN pgjobs.job_deadlines AS deadline ON deadline.job_id = job.id
   LEFT JOIN LATERAL (
        SELECT min(event.at) AS at FROM procrastinate_events AS event
         WHERE event.job_id = job.id AND event.type = 'deferred') AS enqueued ON true

@@ -7,13 +7,14 @@ SELECT set_config(%(setting)s, %(value)s, true) AS value;
 
 -- name: monitoring_queue_stats --
 SELECT queue_name, waiting, scheduled, running, succeeded, failed, dead_letters,
-       oldest_waiting_s
+       oldest_waiting_s, paused, expired
   FROM pgjobs.queue_stats
  ORDER BY queue_name;
 
 -- name: monitoring_task_stats --
 SELECT task_name, started, runs, succeeded, failed, retried, aborted,
-       failure_rate, p50_s, p95_s, p99_s, mean_s, max_s, mean_wait_s
+       failure_rate, p50_s, p95_s, p99_s, mean_s, max_s, mean_wait_s,
+       interrupted, expired
   FROM pgjobs.task_stats
  ORDER BY task_name;
 

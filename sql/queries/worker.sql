@@ -9,10 +9,23 @@ SELECT * FROM pgjobs.fetch_jobs(%(queues)s, %(worker_id)s, %(limit)s, %(start)s)
 -- (job, started) rows, started true for those recorded.
 SELECT * FROM pgjobs.finish_jobs(
     %(ids)s, %(statuses)s::text[]::procrastinate_job_status[], %(deletes)s,
-    %(started)s::bigint[]);
-
--- name: worker_heartbeat --
-SELECT pgjobs.worker_heartbeat(%(worker_id)s);
+    %(started)s::bigint[], %(worker_id)s);
 
 -- name: worker_release_unstarted_jobs --
 SELECT pgjobs.release_unstarted_jobs(%(worker_id)s, %(running)s) AS id;
+
+-- name: worker_beat --
+-- The heartbeat with the jobs the worker holds (see pgjobs.worker_heartbeat).
+SELECT worker_id, unheld, orphans
+  FROM pgjobs.worker_heartbeat(%(worker_id)s, %(token)s, %(held)s::bigint[]);
+
+-- name: worker_release_jobs --
+SELECT pgjobs.release_jobs(%(worker_id)s, %(ids)s::bigint[]) AS id;
+
+-- name: worker_interrupt_job --
+-- A job still running when the worker's shutdown grace ended: back to the
+-- queue, or (the max_interruptions-th time and after) a failed attempt.
+SELECT applied, status, interruptions, dead_letter_id
+  FROM pgjobs.interrupt_job(
+       %(job_id)s, %(worker_id)s, %(error_message)s, %(max_interruptions)s,
+       %(retry_at)s, %(priority)s, %(queue)s, %(lock)s, %(delete_job)s);

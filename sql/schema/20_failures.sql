@@ -2,7 +2,8 @@
 -- Successful jobs never touch these objects: the dead-letter trigger only
 -- fires when a job becomes 'failed'.
 
--- One row per failed attempt (worker errors, timeouts, lost workers).
+-- One row per failed attempt (worker errors, timeouts, lost workers) and per
+-- interruption by a worker shutdown.
 -- No foreign key: pruning jobs must not erase their history.
 CREATE TABLE pgjobs.job_errors (
     id bigserial PRIMARY KEY,
@@ -14,10 +15,18 @@ CREATE TABLE pgjobs.job_errors (
     error_message text NOT NULL DEFAULT '',
     traceback text,
     worker_id bigint,
-    failed_at timestamptz NOT NULL DEFAULT now()
+    failed_at timestamptz NOT NULL DEFAULT now(),
+    -- 'error': a failed attempt (it counted); 'interruption': the job was
+    -- still running when its worker's shutdown grace ended and went back to
+    -- the queue without counting an attempt (pgjobs.interrupt_job).
+    kind text NOT NULL DEFAULT 'error' CHECK (kind IN ('error', 'interruption'))
 );
 CREATE INDEX job_errors_job_id_idx ON pgjobs.job_errors (job_id, id);
 CREATE INDEX job_errors_failed_at_idx ON pgjobs.job_errors (failed_at);
+-- Interruptions by worker shutdowns (pgjobs.interrupt_job counts them per
+-- job; pgjobs.health_interrupted_jobs reports the jobs that outlive the grace).
+CREATE INDEX job_errors_interruptions_idx ON pgjobs.job_errors (job_id)
+    WHERE error_type = 'WorkerShutdown';
 
 -- Jobs that failed for good, copied with their last error. No foreign key
 -- to procrastinate_jobs: pruning jobs never loses letters.
@@ -113,7 +122,9 @@ CREATE TRIGGER pgjobs_dead_letter_failed_job
 -- holds is skipped: applied is false then. A job of such a worker that never
 -- started (prefetched: no 'started' event since it was last queued, see
 -- pgjobs.fetch_jobs) goes back to the queue with no attempt counted and no
--- error recorded: status 'released'.
+-- error recorded: status 'released'. Failing a job for good (p_retry_at NULL)
+-- also takes a 'todo' job, as procrastinate's finish_job does: it never ran,
+-- so no error row is written.
 CREATE FUNCTION pgjobs.fail_job_attempt(
     p_job_id bigint,
     p_error_type text,
@@ -137,9 +148,14 @@ DECLARE
 BEGIN
     IF p_stalled_after IS NULL THEN
         SELECT * INTO _job FROM procrastinate_jobs
-         WHERE id = p_job_id AND procrastinate_jobs.status = 'doing'
+         WHERE id = p_job_id
+           AND (procrastinate_jobs.status = 'doing'
+                OR (p_retry_at IS NULL AND procrastinate_jobs.status = 'todo'))
            FOR UPDATE;
-        IF NOT FOUND THEN
+        IF NOT FOUND AND p_retry_at IS NULL THEN
+            RAISE 'Job was not found or not in "doing" or "todo" status (job id: %)',
+                p_job_id;
+        ELSIF NOT FOUND THEN
             RAISE 'Job was not found or not in "doing" status (job id: %)', p_job_id;
         END IF;
     ELSE
@@ -170,12 +186,14 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO pgjobs.job_errors
-           (job_id, task_name, queue_name, attempt, error_type, error_message,
-            traceback, worker_id)
-    VALUES (_job.id, _job.task_name, _job.queue_name, _job.attempts + 1,
-            p_error_type, coalesce(p_error_message, ''), p_traceback,
-            _job.worker_id);
+    IF _job.status = 'doing' THEN
+        INSERT INTO pgjobs.job_errors
+               (job_id, task_name, queue_name, attempt, error_type, error_message,
+                traceback, worker_id)
+        VALUES (_job.id, _job.task_name, _job.queue_name, _job.attempts + 1,
+                p_error_type, coalesce(p_error_message, ''), p_traceback,
+                _job.worker_id);
+    END IF;
 
     IF p_retry_at IS NOT NULL THEN
         PERFORM procrastinate_retry_job_v2(
@@ -194,6 +212,86 @@ BEGIN
         END IF;
     END IF;
     RETURN QUERY SELECT true, _status::text, _letter_id;
+END;
+$$;
+
+-- A job its worker p_worker_id was still running when that worker's
+-- shutdown grace ended (pgjobs.worker.interruptions). Only a job still 'doing'
+-- under that worker is touched: applied is false otherwise (rescued as
+-- stalled meanwhile, or not this worker's), so a late finish of a job
+-- handed back never overwrites its new state. Every interruption is a
+-- 'WorkerShutdown' row in the job's error history; ``interruptions`` counts
+-- them, this one included. Below p_max_interruptions, the job goes back to
+-- the queue to run again at once (status 'todo', scheduled time kept, no
+-- attempt counted, row kind 'interruption'); a job whose abort was
+-- requested ends 'aborted' instead. The p_max_interruptions-th interruption
+-- and every later one are failed attempts (row kind 'error'), handled as
+-- pgjobs.fail_job_attempt does: retried at p_retry_at, or failed for good
+-- (dead letter) when p_retry_at is NULL.
+CREATE FUNCTION pgjobs.interrupt_job(
+    p_job_id bigint,
+    p_worker_id bigint,
+    p_error_message text,
+    p_max_interruptions integer,
+    p_retry_at timestamptz,
+    p_new_priority integer,
+    p_new_queue_name character varying,
+    p_new_lock character varying,
+    p_delete_job boolean
+)
+    RETURNS TABLE (
+        applied boolean, status text, interruptions integer, dead_letter_id bigint)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    _job procrastinate_jobs;
+    _count integer;
+    _status procrastinate_job_status;
+BEGIN
+    SELECT * INTO _job FROM procrastinate_jobs AS job
+     WHERE job.id = p_job_id AND job.status = 'doing'
+       AND job.worker_id = p_worker_id
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, NULL::text, NULL::integer, NULL::bigint;
+        RETURN;
+    END IF;
+    SELECT count(*) + 1 INTO _count FROM pgjobs.job_errors AS e
+     WHERE e.job_id = p_job_id AND e.error_type = 'WorkerShutdown';
+
+    IF _count >= p_max_interruptions AND NOT _job.abort_requested THEN
+        RETURN QUERY
+        SELECT attempt.applied, attempt.status, _count, attempt.dead_letter_id
+          FROM pgjobs.fail_job_attempt(
+               p_job_id, 'WorkerShutdown',
+               p_error_message || format(
+                   ' (interruption %s, counted as a failed attempt:'
+                   ' PGJOBS_MAX_INTERRUPTIONS=%s)', _count, p_max_interruptions),
+               NULL, p_retry_at,
+               p_new_priority, p_new_queue_name, p_new_lock, p_delete_job,
+               NULL) AS attempt;
+        RETURN;
+    END IF;
+
+    INSERT INTO pgjobs.job_errors
+           (job_id, task_name, queue_name, attempt, error_type, error_message,
+            traceback, worker_id, kind)
+    VALUES (_job.id, _job.task_name, _job.queue_name, _job.attempts + 1,
+            'WorkerShutdown',
+            p_error_message || format(
+                ' (interruption %s, not counted as an attempt:'
+                ' PGJOBS_MAX_INTERRUPTIONS=%s)', _count, p_max_interruptions),
+            NULL,
+            _job.worker_id, 'interruption');
+    UPDATE procrastinate_jobs AS job
+       SET status = CASE WHEN job.abort_requested
+                         THEN 'aborted'::procrastinate_job_status
+                         ELSE 'todo'::procrastinate_job_status END,
+           worker_id = NULL,
+           abort_requested = false
+     WHERE job.id = p_job_id
+    RETURNING job.status INTO _status;
+    RETURN QUERY SELECT true, _status::text, _count, NULL::bigint;
 END;
 $$;
 

@@ -313,7 +313,7 @@ WITH periodic AS (
 SELECT name, task_name, expected_interval, last_enqueued_at, last_success_at,
        last_failure_at, last_error,
        coalesce(NOT paused
-                AND now() > since + expected_interval
+                AND (SELECT pgjobs.as_of()) > since + expected_interval
                             + greatest(interval '60 seconds', expected_interval / 10),
                 false) AS overdue,
        kind, paused,

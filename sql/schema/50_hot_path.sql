@@ -26,6 +26,12 @@ CREATE TRIGGER procrastinate_trigger_status_events_update_v1
 -- its order (priority DESC, id ASC) and its SKIP LOCKED claim, plus the
 -- 'started' events. At most one job per lock is ever a candidate, so a
 -- batch never holds two jobs of one lock.
+-- Flow control (sql/schema/35_flow_control.sql): jobs of a paused queue are
+-- no candidates (the queue filter loses the paused queues, and a claim left
+-- with none returns at once; a claim of every queue skips their jobs as it
+-- walks), and neither is a job whose start-by deadline has passed: a claim
+-- that finds a deadline due first expires up to 100 such jobs. Nothing
+-- paused and no deadline due: two index probes per claim.
 -- p_start: how many of them (the first, in that order) start now and get
 -- their 'started' event; NULL: all. The others are prefetched (see
 -- pgjobs.job_worker): 'doing' without a 'started' event until the worker
@@ -59,7 +65,26 @@ CREATE FUNCTION pgjobs.fetch_jobs(
     SET enable_seqscan = off
     SET jit = off
 AS $$
+DECLARE
+    _queues character varying[] := target_queue_names;
+    _paused character varying[];
+    _deadlines boolean;
 BEGIN
+    SELECT array_agg(paused.queue_name::character varying) INTO _paused
+      FROM pgjobs.paused_queues AS paused;
+    IF _paused IS NOT NULL AND _queues IS NOT NULL THEN
+        _queues := ARRAY(SELECT unnest(_queues) EXCEPT SELECT unnest(_paused));
+        _paused := NULL;
+        IF cardinality(_queues) = 0 THEN
+            RETURN;
+        END IF;
+    END IF;
+    _deadlines := EXISTS (SELECT FROM pgjobs.job_deadlines AS deadline
+                           WHERE deadline.expired_at IS NULL
+                             AND deadline.expires_at <= now());
+    IF _deadlines THEN
+        PERFORM pgjobs.expire_jobs(100);
+    END IF;
     PERFORM set_config('pgjobs.batch_events', 'on', true);
     RETURN QUERY
     WITH claimed AS (
@@ -69,9 +94,16 @@ BEGIN
             SELECT todo.id
               FROM procrastinate_jobs AS todo
              WHERE todo.status = 'todo'
-               AND (target_queue_names IS NULL
-                    OR todo.queue_name = ANY(target_queue_names))
+               AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
+               AND (_paused IS NULL OR todo.queue_name <> ALL(_paused))
                AND (todo.scheduled_at IS NULL OR todo.scheduled_at <= now())
+               -- A probe per candidate (LIMIT: not a hash of every deadline).
+               AND (NOT _deadlines
+                    OR (SELECT 1
+                          FROM pgjobs.job_deadlines AS deadline
+                         WHERE deadline.job_id = todo.id
+                           AND deadline.expires_at <= now()
+                         LIMIT 1) IS NULL)
                AND (todo.lock IS NULL
                     OR ((SELECT 1
                            FROM procrastinate_jobs AS running
@@ -111,15 +143,23 @@ $$;
 -- p_started_ids: prefetched jobs the worker is about to start (see
 -- pgjobs.fetch_jobs): their 'started' events are written first, for those
 -- still 'doing', and returned (started true); the worker starts only those.
+-- Those whose queue was paused, or whose start-by deadline passed, while
+-- they waited in memory go back to 'todo' instead, with no attempt counted
+-- (the next claim expires the late ones), and are returned with started
+-- NULL.
 -- The outcomes of schedule and periodic-task jobs are recorded here for the
 -- whole batch (pgjobs.record_periodic_outcome's row trigger is skipped while
 -- pgjobs.batch_events is on): an index probe per job instead of a trigger
 -- call per job, and nothing more for jobs that are neither.
+-- p_worker_id: the worker writing the outcomes; only jobs still 'doing'
+-- under it are finished (after a failover a job id lost in the replication
+-- lag window can name another job: its outcome must not land on it).
 CREATE FUNCTION pgjobs.finish_jobs(
     p_ids bigint[],
     p_statuses procrastinate_job_status[],
     p_delete boolean[],
-    p_started_ids bigint[] DEFAULT '{}'
+    p_started_ids bigint[] DEFAULT '{}',
+    p_worker_id bigint DEFAULT NULL
 )
     RETURNS TABLE (job bigint, started boolean)
     LANGUAGE plpgsql
@@ -128,6 +168,22 @@ AS $$
 DECLARE
     _done record;
 BEGIN
+    IF cardinality(p_started_ids) > 0 THEN
+        -- Before batch_events is on: procrastinate's trigger writes their
+        -- events, as for pgjobs.release_jobs.
+        RETURN QUERY
+        UPDATE procrastinate_jobs AS held
+           SET status = 'todo', worker_id = NULL
+         WHERE held.id = ANY(p_started_ids)
+           AND held.status = 'doing'
+           AND (p_worker_id IS NULL OR held.worker_id = p_worker_id)
+           AND (EXISTS (SELECT FROM pgjobs.paused_queues AS paused
+                         WHERE paused.queue_name = held.queue_name)
+                OR EXISTS (SELECT FROM pgjobs.job_deadlines AS deadline
+                            WHERE deadline.job_id = held.id
+                              AND deadline.expires_at <= now()))
+        RETURNING held.id, NULL::boolean;
+    END IF;
     PERFORM set_config('pgjobs.batch_events', 'on', true);
     IF cardinality(p_started_ids) > 0 THEN
         RETURN QUERY
@@ -137,6 +193,7 @@ BEGIN
               FROM procrastinate_jobs AS doing
              WHERE doing.id = ANY(p_started_ids)
                AND doing.status = 'doing'
+               AND (p_worker_id IS NULL OR doing.worker_id = p_worker_id)
              ORDER BY doing.id
             RETURNING procrastinate_events.job_id
         )
@@ -153,6 +210,8 @@ BEGIN
               FROM procrastinate_jobs AS jobs
              WHERE jobs.id = ANY(p_ids)
                AND jobs.status IN ('todo', 'doing')
+               AND (p_worker_id IS NULL
+                    OR (jobs.status = 'doing' AND jobs.worker_id = p_worker_id))
                FOR UPDATE OF jobs
         ),
         deleted AS (
@@ -166,6 +225,8 @@ BEGIN
         updated AS (
             UPDATE procrastinate_jobs AS jobs
                SET status = finished.status,
+                   -- A finished job keeps no worker (pgjobs.clear_job_worker).
+                   worker_id = NULL,
                    abort_requested = false,
                    attempts = CASE current.old_status
                                   WHEN 'doing' THEN jobs.attempts + 1
@@ -218,16 +279,98 @@ BEGIN
 END;
 $$;
 
--- procrastinate_update_heartbeat_v1, but a worker whose row was pruned while
--- it could not reach the database (another worker saw it as stalled) gets
--- its row back under the same id, so its next claims stay valid.
-CREATE FUNCTION pgjobs.worker_heartbeat(p_worker_id bigint)
-    RETURNS void
+-- procrastinate_update_heartbeat_v1, plus what a failover needs
+-- (pgjobs.worker.reconcile):
+-- - a worker whose row is gone (pruned while it could not reach the
+--   database, or lost in a failover's replication lag window) gets it back
+--   under the same id, so its claims stay valid, and the id sequence is
+--   moved past it so that no new worker is given it again;
+-- - the jobs the worker holds (p_held) are stored in pgjobs.worker_states,
+--   and the function returns its 'doing' jobs it does not hold (unheld) and
+--   its orphans: those it held at neither this heartbeat nor the one before;
+-- - a worker id another worker process (another p_token) has taken meanwhile
+--   (ids handed out in the lag window are handed out again after a
+--   failover): the worker is registered anew, its held jobs move to the new
+--   id, and the new id is returned.
+CREATE FUNCTION pgjobs.worker_heartbeat(
+    p_worker_id bigint, p_token uuid, p_held bigint[]
+)
+    RETURNS TABLE (worker_id bigint, unheld bigint[], orphans bigint[])
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    _id bigint := p_worker_id;
+    _owner uuid;
+    _created boolean;
+    _unheld bigint[];
+    _orphans bigint[];
+BEGIN
+    SELECT state.token INTO _owner
+      FROM pgjobs.worker_states AS state
+     WHERE state.worker_id = p_worker_id
+       FOR UPDATE;
+    IF _owner IS DISTINCT FROM p_token AND _owner IS NOT NULL THEN
+        INSERT INTO procrastinate_workers DEFAULT VALUES
+        RETURNING procrastinate_workers.id INTO _id;
+        UPDATE procrastinate_jobs AS job
+           SET worker_id = _id
+         WHERE job.id = ANY(p_held)
+           AND job.worker_id = p_worker_id
+           AND job.status = 'doing';
+    ELSE
+        INSERT INTO procrastinate_workers (id, last_heartbeat) OVERRIDING SYSTEM VALUE
+        VALUES (p_worker_id, now())
+        ON CONFLICT (id) DO UPDATE SET last_heartbeat = now()
+        RETURNING xmax = 0 INTO _created;
+        IF _created AND p_worker_id
+                        >= (SELECT seq.last_value FROM procrastinate_workers_id_seq AS seq)
+        THEN
+            PERFORM setval(pg_get_serial_sequence('procrastinate_workers', 'id'),
+                           p_worker_id);
+        END IF;
+    END IF;
+    SELECT coalesce(array_agg(job.id ORDER BY job.id), '{}') INTO _unheld
+      FROM procrastinate_jobs AS job
+     WHERE job.worker_id = _id
+       AND job.status = 'doing'
+       AND job.id <> ALL(p_held);
+    INSERT INTO pgjobs.worker_states AS state
+           (worker_id, token, held, unheld, orphans, beat_at)
+    VALUES (_id, p_token, p_held, _unheld, '{}', now())
+    ON CONFLICT ON CONSTRAINT worker_states_pkey DO UPDATE
+       SET held = excluded.held,
+           unheld = excluded.unheld,
+           orphans = ARRAY(SELECT unnest(excluded.unheld)
+                           INTERSECT
+                           SELECT unnest(state.unheld)
+                           ORDER BY 1),
+           beat_at = excluded.beat_at
+    RETURNING state.orphans INTO _orphans;
+    RETURN QUERY SELECT _id, _unheld, _orphans;
+END;
+$$;
+
+-- Put back in the queue the jobs p_ids still 'doing' under p_worker_id
+-- (its orphans: see pgjobs.worker_heartbeat), with no attempt counted.
+CREATE FUNCTION pgjobs.release_jobs(p_worker_id bigint, p_ids bigint[])
+    RETURNS SETOF bigint
     LANGUAGE sql
 AS $$
-    INSERT INTO procrastinate_workers (id, last_heartbeat) OVERRIDING SYSTEM VALUE
-    VALUES (p_worker_id, now())
-    ON CONFLICT (id) DO UPDATE SET last_heartbeat = now();
+    UPDATE procrastinate_jobs
+       SET status = 'todo', worker_id = NULL
+     WHERE id = ANY(p_ids)
+       AND worker_id = p_worker_id
+       AND status = 'doing'
+    RETURNING id;
+$$;
+
+-- The heartbeat moves the id sequence past a worker row it re-creates.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgjobs_worker') THEN
+        GRANT UPDATE ON SEQUENCE procrastinate_workers_id_seq TO pgjobs_worker;
+    END IF;
+END;
 $$;
 
 -- Enqueueing in bulk: procrastinate's per-row insert triggers (two NOTIFYs

@@ -1,0 +1,1 @@
+"""Integrations: ``pgjobs.contrib.django``, ``pgjobs.contrib.fastapi``."""

@@ -1,0 +1,162 @@
+"""Deploys: the jobs still running when a stopping worker's grace ends.
+
+A stopping worker (SIGTERM, SIGINT) claims nothing new and lets its running
+jobs finish for ``PGJOBS_SHUTDOWN_GRACE`` seconds, sending heartbeats
+meanwhile. A job still running when the grace ends is *interrupted*, not
+aborted (``pgjobs.worker.worker`` calls ``interrupt_job`` for each):
+
+- its run is stopped: an async task is cancelled (``CancelledError`` inside
+  it); a sync task's thread cannot be stopped, so it is abandoned (its
+  ``context.should_abort()`` turns true) and ends with the process, which no
+  longer waits for it (``pgjobs.worker.sync_threads``); nothing it returns later is
+  written;
+- the job goes back to the queue to run again at once (``todo``, its
+  scheduled time kept, no delay) with a ``WorkerShutdown`` row of kind
+  ``interruption`` in its error history (``pgjobs jobs show``,
+  ``pgjobs.job_errors``); no attempt is counted, no dead letter is written,
+  and ``pgjobs.task_stats`` counts it as ``interrupted``, not as a failure;
+- a job interrupted again and again (it outlives every grace) does not loop
+  silently: its ``PGJOBS_MAX_INTERRUPTIONS``-th interruption (default 3) and
+  every later one count as failed attempts (kind ``error``), so the task's
+  retry policy retries it (with its backoff) or dead-letters it, and
+  ``pgjobs health`` reports it (check ``interrupted_job``) while it waits or
+  runs.
+
+One statement per job (``pgjobs.interrupt_job``) touches only a job still
+``doing`` under this worker: a job the stalled-job rescue (``pgjobs.failures.stalled``)
+took meanwhile is left alone, and a job handed back is no longer ``doing``,
+so the rescue never takes it twice. A worker that cannot reach the database
+to hand a job back leaves it ``doing``; the rescue retries it later as the
+job of a lost worker (``WorkerLost``, an attempt counted).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from procrastinate import jobs as procrastinate_jobs
+
+from pgjobs.db import queries
+from pgjobs.failures import dead_letters, retries
+
+if TYPE_CHECKING:
+    from procrastinate import app as procrastinate_app
+
+logger = logging.getLogger("pgjobs.interruptions")
+
+
+class WorkerShutdown(Exception):
+    """The job was still running when its worker's shutdown grace ended."""
+
+
+@dataclass(frozen=True)
+class Interruption:
+    job_id: int
+    task_name: str
+    #: 'todo' (back in the queue, or retried by its policy), 'failed'
+    #: (dead-lettered by its policy) or 'aborted' (its abort was requested).
+    status: str
+    #: Interruptions of this job so far, this one included.
+    interruptions: int
+    #: Whether this one counted as a failed attempt (PGJOBS_MAX_INTERRUPTIONS).
+    counted: bool
+    dead_letter_id: int | None
+
+
+async def interrupt_job(
+    app: procrastinate_app.App,
+    job: procrastinate_jobs.Job,
+    *,
+    worker_id: int,
+    grace: float,
+    max_interruptions: int,
+    delete_job: bool = False,
+) -> Interruption | None:
+    """Hand ``job`` back to the queue (or fail its attempt, past the limit);
+    None if the job was no longer this worker's.
+
+    Connection errors propagate: the worker retries.
+    """
+    assert job.id is not None
+    error = WorkerShutdown(
+        f"interrupted by worker shutdown: still running when worker "
+        f"{worker_id}'s {grace:g} s shutdown grace ended"
+    )
+    # Used only from the max_interruptions-th interruption on.
+    task = app.tasks.get(job.task_name)
+    job_retry = retries.decide(getattr(task, "retry_strategy", None), error, job)
+    decision = job_retry.retry_decision if job_retry is not None else None
+    row: dict[str, Any] = await app.connector.execute_query_one_async(
+        query=queries.query("worker_interrupt_job"),
+        job_id=job.id,
+        worker_id=worker_id,
+        error_message=str(error),
+        max_interruptions=max_interruptions,
+        retry_at=(decision.retry_at or datetime.datetime.now(datetime.UTC))
+        if decision is not None
+        else None,
+        priority=decision.priority if decision is not None else None,
+        queue=decision.queue if decision is not None else None,
+        lock=decision.lock if decision is not None else None,
+        delete_job=delete_job,
+    )
+    if not row["applied"]:
+        logger.warning(
+            f"job {job.id} ({job.task_name}) was no longer this worker's when "
+            "its shutdown grace ended: left as it is",
+            extra={"action": "job_interrupt_skipped", "job_id": job.id},
+        )
+        return None
+    result = Interruption(
+        job_id=job.id,
+        task_name=job.task_name,
+        status=row["status"],
+        interruptions=row["interruptions"],
+        counted=row["interruptions"] >= max_interruptions
+        and row["status"] != "aborted",
+        dead_letter_id=row["dead_letter_id"],
+    )
+    _log(result, max_interruptions)
+    if result.dead_letter_id is not None:
+        await dead_letters.alert(
+            app.connector, getattr(app, "on_dead_letter", None), result.dead_letter_id
+        )
+    return result
+
+
+def _log(result: Interruption, max_interruptions: int) -> None:
+    extra = {
+        "action": "job_interrupted",
+        "job_id": result.job_id,
+        "task_name": result.task_name,
+        "status": result.status,
+        "interruptions": result.interruptions,
+        "counted": result.counted,
+    }
+    if result.status == "aborted":
+        logger.info(
+            f"job {result.job_id} ({result.task_name}) interrupted by the worker "
+            "shutdown: its abort was requested, it ends aborted",
+            extra=extra,
+        )
+    elif not result.counted:
+        logger.info(
+            f"job {result.job_id} ({result.task_name}) interrupted by the worker "
+            f"shutdown: back in the queue, no attempt counted (interruption "
+            f"{result.interruptions}; PGJOBS_MAX_INTERRUPTIONS={max_interruptions})",
+            extra=extra,
+        )
+    else:
+        outcome = (
+            "retried by its policy" if result.status == "todo" else "dead-lettered"
+        )
+        logger.warning(
+            f"job {result.job_id} ({result.task_name}) interrupted by the worker "
+            f"shutdown {result.interruptions} times (PGJOBS_MAX_INTERRUPTIONS="
+            f"{max_interruptions}): counted as a failed attempt, {outcome}; it "
+            "runs longer than the shutdown grace",
+            extra=extra,
+        )

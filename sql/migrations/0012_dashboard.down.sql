@@ -1,0 +1,2 @@
+DROP INDEX pgjobs_jobs_ended_badly_idx;
+DROP TABLE pgjobs.audit_log;
