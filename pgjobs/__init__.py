@@ -11,7 +11,7 @@ those names, as attributes and as ``pgjobs.<name>`` modules.
 import sys
 
 from pgjobs import scheduling as schedules
-from pgjobs.admin import jobs, queues, retention
+from pgjobs.admin import jobs, limits, queues, retention
 from pgjobs.admin.jobs import JobStatus, get_job
 from pgjobs.app import App
 from pgjobs.db import connections as database
@@ -26,12 +26,14 @@ from pgjobs.errors import (
     InvalidBreaker,
     InvalidJobOptions,
     InvalidJobState,
+    InvalidLimit,
     InvalidPayload,
     InvalidQueueName,
     InvalidRetention,
     InvalidRetryPolicy,
     InvalidSchedule,
     JobNotFound,
+    LimitNotFound,
     PermissionDenied,
     PgjobsError,
     QueryTimeout,
@@ -60,6 +62,7 @@ for _name, _module in {
     "dead_letters": dead_letters,
     "events": events,
     "jobs": jobs,
+    "limits": limits,
     "metrics": metrics,
     "queues": queues,
     "retention": retention,
@@ -85,6 +88,7 @@ __all__ = [
     "InvalidBreaker",
     "InvalidJobOptions",
     "InvalidJobState",
+    "InvalidLimit",
     "InvalidPayload",
     "InvalidQueueName",
     "InvalidRetention",
@@ -93,6 +97,7 @@ __all__ = [
     "JobNotFound",
     "JobStatus",
     "JobTimeout",
+    "LimitNotFound",
     "PermissionDenied",
     "PgjobsError",
     "QueryTimeout",

@@ -30,7 +30,7 @@ from pgjobs.monitoring import tracing
 from pgjobs.scheduling import ticker
 from pgjobs.settings import Settings, load_settings
 from pgjobs.tasks import P, R, Task
-from pgjobs.worker import event_loop, expiry
+from pgjobs.worker import event_loop, expiry, limit_waits
 from pgjobs.worker.worker import SideTask, Worker
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class App(procrastinate.App):
         self.worker_side_tasks.append(stalled.rescuer(self, self.settings))
         # Flow control: waiting jobs past their start-by deadline end.
         self.worker_side_tasks.append(expiry.sweeper(self, self.settings))
+        # Limits: store the declared ones, wake when a rate-held job may start.
+        self.worker_side_tasks.append(limit_waits.waker(self))
         # Monitoring: the periodic retention task, when PGJOBS_RETENTION_* is set.
         retention.install(self)
         # Schedules: runtime schedules ticker (see pgjobs.scheduling.ticker).
@@ -195,7 +197,9 @@ class App(procrastinate.App):
 
         Options are procrastinate's (name, aliases, retry, pass_context, queue,
         priority, lock, queueing_lock, task_middleware) plus pgjobs' own (see
-        ``pgjobs.tasks.Task``): retry, timeout, breaker. A task without retry
+        ``pgjobs.tasks.Task``): retry, timeout, breaker, and the limits
+        concurrency_limit, rate_limit, limit_key, key_concurrency_limit,
+        key_rate_limit (``pgjobs.worker.limits``). A task without retry
         or timeout gets the App's.
         """
         options.setdefault("queue", procrastinate_jobs.DEFAULT_QUEUE)

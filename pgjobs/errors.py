@@ -101,6 +101,16 @@ class BreakerNotFound(PgjobsError):
     """No circuit breaker has that name."""
 
 
+class InvalidLimit(InvalidJobOptions):
+    """A concurrency or rate limit is invalid ("ten per second", 0, "5/week").
+
+    A subclass of ``InvalidJobOptions``: raised where task options are."""
+
+
+class LimitNotFound(PgjobsError):
+    """No limit of that task (and kind) is declared or set."""
+
+
 class InvalidSchedule(PgjobsError):
     """A schedule's cron expression, interval or options are invalid."""
 

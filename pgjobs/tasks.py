@@ -16,6 +16,7 @@ from pgjobs.enqueueing.payloads import PayloadSchema
 from pgjobs.errors import InvalidJobOptions
 from pgjobs.failures import error_history, retries
 from pgjobs.failures.breakers import Breaker, BreakerOpen
+from pgjobs.worker import limits as limits_module
 
 
 class Enqueuer(Protocol):
@@ -42,7 +43,10 @@ class Task(procrastinate_tasks.Task[P, R, Args], Generic[P, R, Args]):
 
     pgjobs options: ``retry`` (a ``pgjobs.RetryPolicy``, or procrastinate's
     forms), ``timeout`` (seconds per attempt, see ``pgjobs.failures.timeouts``) and
-    ``breaker`` (a breaker name or ``pgjobs.Breaker``, see ``pgjobs.breakers``).
+    ``breaker`` (a breaker name or ``pgjobs.Breaker``, see ``pgjobs.breakers``),
+    and fleet-wide limits (see ``pgjobs.worker.limits``): ``concurrency_limit``,
+    ``rate_limit`` ("10/s"), and per key: ``limit_key`` (an argument's name)
+    with ``key_concurrency_limit`` / ``key_rate_limit``.
 
     Typed like procrastinate's: ``task.defer(...)``, ``task.enqueue(conn, ...)``
     and ``await task.enqueue_async(conn, ...)`` take the function's own
@@ -56,9 +60,24 @@ class Task(procrastinate_tasks.Task[P, R, Args], Generic[P, R, Args]):
         retry: retries.RetryValue = None,
         timeout: float | None = None,
         breaker: str | Breaker | None = None,
+        concurrency_limit: int | None = None,
+        rate_limit: str | None = None,
+        limit_key: str | None = None,
+        key_concurrency_limit: int | None = None,
+        key_rate_limit: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(func, retry=retry or False, **kwargs)
+        #: Fleet-wide limits, enforced by the claim (pgjobs.worker.limits).
+        self.limits: tuple[limits_module.Limit, ...] = limits_module.declare(
+            self.name,
+            func,
+            concurrency_limit=concurrency_limit,
+            rate_limit=rate_limit,
+            limit_key=limit_key,
+            key_concurrency_limit=key_concurrency_limit,
+            key_rate_limit=key_rate_limit,
+        )
         if timeout is not None and timeout <= 0:
             raise InvalidJobOptions(f"task {self.name!r}: timeout must be > 0 seconds")
         self.timeout: float | None = timeout

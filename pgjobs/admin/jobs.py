@@ -51,6 +51,9 @@ class JobStatus:
     #: The job's queue is paused (since then, by whom): no worker starts it.
     queue_paused_at: datetime.datetime | None = None
     queue_paused_by: str | None = None
+    #: The limits holding the job back now, with their figures
+    #: ("concurrency limit: 5 of 5 running for ...", "rate limit: ...").
+    limit_reasons: list[str] = field(default_factory=list)
     errors: list[JobError] = field(default_factory=list)
 
     @property
@@ -74,6 +77,10 @@ class JobStatus:
                     "worker starts it until `pgjobs queues resume "
                     f"{self.queue_name}`"
                 )
+            reasons += [
+                f"held back by its {reason} (`pgjobs limits list`)"
+                for reason in self.limit_reasons
+            ]
             if self.expires_at is not None:
                 reasons.append(f"expires at {self.expires_at} if not started by then")
         return reasons

@@ -18,6 +18,7 @@ from pgjobs.cli.defer import defer
 from pgjobs.cli.dlq import dlq
 from pgjobs.cli.events import events
 from pgjobs.cli.jobs import jobs
+from pgjobs.cli.limits import limits
 from pgjobs.cli.monitoring import health, metrics, stats
 from pgjobs.cli.queues import queues
 from pgjobs.cli.retention import prune
@@ -44,6 +45,7 @@ cli.add_command(worker.worker)
 cli.add_command(demo.demo)
 cli.add_command(jobs)
 cli.add_command(queues)
+cli.add_command(limits)
 cli.add_command(dlq)
 cli.add_command(breakers)
 cli.add_command(stats)

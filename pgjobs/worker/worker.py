@@ -192,6 +192,9 @@ class Worker(procrastinate_worker.Worker):
         )
         self._claim_unsure = False
         self._checking_pool = False
+        #: Called when a claim finds nothing more to start (the queue is
+        #: empty, or what waits is held back): see pgjobs.worker.limit_waits.
+        self.on_idle: list[Callable[[], None]] = []
         # Jobs (by context) whose slot was freed when their task returned,
         # set when the last of them has its outcome written.
         self._slot_freed: set[int] = set()
@@ -515,7 +518,13 @@ class Worker(procrastinate_worker.Worker):
                     # the queue empty.
                     await self._wait_outcomes_written()
                     continue
+                for hook in self.on_idle:
+                    hook()
                 return  # the queue is empty for now: wait for a notification
+
+    def wake(self) -> None:
+        """Claim again now, as on an enqueue's notification."""
+        self._new_job_event.set()
 
     async def _claim(self) -> _Claim | None:
         """Wait for a free slot, take every free one and claim jobs for them

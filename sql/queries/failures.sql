@@ -46,7 +46,8 @@ SELECT job.id, job.queue_name, job.task_name, job.priority, job.lock,
        progress.progress, progress.message AS progress_message,
        progress.updated_at AS progress_updated_at,
        deadline.expires_at, deadline.expired_at,
-       paused.paused_at AS queue_paused_at, paused.paused_by AS queue_paused_by
+       paused.paused_at AS queue_paused_at, paused.paused_by AS queue_paused_by,
+       pgjobs.job_limit_reasons(job.id) AS limit_reasons
   FROM procrastinate_jobs AS job
   LEFT JOIN LATERAL (
        SELECT min(at) FILTER (WHERE type = 'deferred') AS created_at,
