@@ -31,7 +31,7 @@ from pgjobs.scheduling import ticker
 from pgjobs.settings import Settings, load_settings
 from pgjobs.tasks import P, R, Task
 from pgjobs.worker import event_loop, expiry, limit_waits
-from pgjobs.worker.worker import SideTask, Worker
+from pgjobs.worker.worker import SideTask, StartStep, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class App(procrastinate.App):
         self.default_defer_connection: Callable[[], Any | None] | None = None
         #: Extension points used by pgjobs' features (see pgjobs.worker.worker).
         self.worker_side_tasks: list[SideTask] = []
+        self.worker_start_steps: list[StartStep] = []
         self.task_middleware_defaults: list[Any] = []
         self.worker_middleware_defaults: list[Any] = []
         # Failure handling: see pgjobs.retries, timeouts, breakers, stalled.
@@ -95,7 +96,11 @@ class App(procrastinate.App):
         self.worker_side_tasks.append(stalled.rescuer(self, self.settings))
         # Flow control: waiting jobs past their start-by deadline end.
         self.worker_side_tasks.append(expiry.sweeper(self, self.settings))
-        # Limits: store the declared ones, wake when a rate-held job may start.
+        # Limits: stored before the first claim; a wake-up when a rate-held
+        # job may start (see pgjobs.worker.limit_waits).
+        self.worker_start_steps.append(
+            ("storing the declared limits", limit_waits.sync_step(self))
+        )
         self.worker_side_tasks.append(limit_waits.waker(self))
         # Monitoring: the periodic retention task, when PGJOBS_RETENTION_* is set.
         retention.install(self)
@@ -161,7 +166,11 @@ class App(procrastinate.App):
             return procrastinate_worker.Worker(app=self, **options)
         options.setdefault("max_interruptions", self.settings.max_interruptions)
         return Worker(
-            app=self, side_tasks=self.worker_side_tasks, prefetch=prefetch, **options
+            app=self,
+            side_tasks=self.worker_side_tasks,
+            start_steps=self.worker_start_steps,
+            prefetch=prefetch,
+            **options,
         )
 
     # -- task declaration -------------------------------------------------

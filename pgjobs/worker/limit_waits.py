@@ -1,13 +1,13 @@
 """Waking the worker when a rate-limited job may start, instead of polling.
 
-A side task of every worker. At its start it stores the limits the App's
-tasks declare (``pgjobs.worker.limits.sync_declared``). Then, each time a
-claim leaves the worker idle (``Worker.on_idle``) while limits are in force,
-it asks the database when the earliest job held back by a rate limit may
-start (``pgjobs.limits_next_start``: one cheap query per idle spell) and
-wakes the worker then, as an enqueue's notification would. Jobs held back by
-a concurrency limit need no timer: a slot frees when an outcome is written,
-and the worker that wrote it claims again (``on_stored``).
+Every worker stores the limits its App's tasks declare before its first
+claim (``sync_step``: ``pgjobs.worker.limits.sync_declared``). Then a side
+task, each time a claim leaves the worker idle (``Worker.on_idle``) while
+limits are in force, asks the database when the earliest job held back by a
+rate limit may start (``pgjobs.limits_next_start``: one cheap query per idle
+spell) and wakes the worker then, as an enqueue's notification would. Jobs
+held back by a concurrency limit need no timer: a slot frees when an outcome
+is written, and the worker that wrote it claims again (``on_stored``).
 
 Without any limit in force the side task only checks again, every
 ``RECHECK_S``, whether one was set at runtime since.
@@ -16,7 +16,7 @@ Without any limit in force the side task only checks again, every
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from procrastinate import connector as procrastinate_connector
@@ -57,12 +57,23 @@ async def next_start_delay(connector: Any) -> float | None:
     return None if delay is None else max(0.0, float(delay))
 
 
+def sync_step(host: LimitsHost) -> Callable[[], Awaitable[bool]]:
+    """The worker's start-up step storing the declared limits."""
+
+    async def sync() -> bool:
+        return await limits.sync_declared(host.connector, host.tasks.values())
+
+    return sync
+
+
 def waker(host: LimitsHost) -> Callable[[Any], Awaitable[None]]:
     """The worker side task (see the module docstring)."""
 
     async def limit_waker(worker: Wakeable) -> None:
-        tasks: Iterable[Any] = host.tasks.values()
-        active = await limits.sync_declared(host.connector, tasks)
+        row = await host.connector.execute_query_one_async(
+            query=queries.query("limits_any")
+        )
+        active = bool(row["any"])
         idle = asyncio.Event()
         worker.on_idle.append(idle.set)
         loop = asyncio.get_running_loop()

@@ -90,6 +90,8 @@ from pgjobs.worker import (
 )
 
 SideTask = Callable[["Worker"], Awaitable[None]]
+#: A start-up step: what it does (for the outage log) and the call.
+StartStep = tuple[str, Callable[[], Awaitable[Any]]]
 _T = TypeVar("_T")
 
 #: procrastinate's per-queue NOTIFY channel prefix (names stop at 63 bytes).
@@ -152,6 +154,7 @@ class Worker(procrastinate_worker.Worker):
         self,
         *,
         side_tasks: list[SideTask] | None = None,
+        start_steps: list[StartStep] | None = None,
         prefetch: int = 0,
         max_interruptions: int = 3,
         freeze_gc: bool = False,
@@ -160,6 +163,9 @@ class Worker(procrastinate_worker.Worker):
         super().__init__(**kwargs)
         self.freeze_gc = freeze_gc
         self.extra_side_tasks = list(side_tasks or [])
+        #: Run once registered, before the first claim (retried like the
+        #: registration): e.g. storing the declared limits.
+        self.start_steps = list(start_steps or [])
         self.prefetch = max(0, prefetch)
         self.max_interruptions = max(1, max_interruptions)
         # Jobs still running when the shutdown grace ended, being handed back.
@@ -246,6 +252,8 @@ class Worker(procrastinate_worker.Worker):
         if worker_id is None:  # asked to stop while the database was away
             return
         self.worker_id = worker_id
+        for what, step in self.start_steps:
+            await self._starting(what, step)
         self.run_task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
         loop_task = asyncio.create_task(self._run_loop(), name="worker loop")  # type: ignore[no-untyped-call]

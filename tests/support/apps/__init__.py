@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 #: The Apps whose tasks record their runs in a table of their own.
-_RECORDING = ("compat", "deploys", "flow", "records", "schedules")
+_RECORDING = ("compat", "deploys", "flow", "limits", "records", "schedules")
 
 
 def runs_tables() -> list[str]:
