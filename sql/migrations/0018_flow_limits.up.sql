@@ -323,6 +323,10 @@ BEGIN
         PERFORM set_config('pgjobs.batch_events', 'off', true);
         RETURN;
     END IF;
+    -- Every statement below reads one task's jobs from
+    -- pgjobs_jobs_task_rank_idx: the task as a range, and the task first in
+    -- the order, because a generic plan takes a task for 1/n of the jobs and
+    -- would walk the priority index instead, through every other task's jobs.
     -- Limited tasks first, one at a time: their limit rows locked (in task
     -- order: no deadlock), then what runs and what started in the window
     -- counted, each statement with a fresh snapshot (plpgsql, read
@@ -352,7 +356,9 @@ BEGIN
         EXIT WHEN _room <= 0;
         CONTINUE WHEN NOT EXISTS (
             SELECT FROM procrastinate_jobs AS todo
-             WHERE todo.status = 'todo' AND todo.task_name = _lim.task_name
+             WHERE todo.status = 'todo'
+               AND todo.task_name >= _lim.task_name
+               AND todo.task_name <= _lim.task_name
                AND (_queues IS NULL OR todo.queue_name = ANY(_queues)));
         PERFORM FROM pgjobs.task_limits AS limits
           WHERE limits.task_name = _lim.task_name
@@ -396,7 +402,8 @@ BEGIN
             IF _lim.key_arg IS NOT NULL THEN
                 SELECT coalesce(todo.args ->> _lim.key_arg, '') INTO _key
                   FROM procrastinate_jobs AS todo
-                 WHERE todo.task_name = _lim.task_name
+                 WHERE todo.task_name >= _lim.task_name
+                   AND todo.task_name <= _lim.task_name
                    AND coalesce(todo.args ->> _lim.key_arg, '') <> ALL(_full)
                    AND todo.status = 'todo'
                    AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
@@ -420,7 +427,7 @@ BEGIN
                                               AND first.status = 'todo'
                                             ORDER BY first.priority DESC, first.id ASC
                                             LIMIT 1)))
-                 ORDER BY todo.priority DESC, todo.id ASC
+                 ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
                  LIMIT 1;
                 EXIT WHEN NOT FOUND;
                 _full := _full || _key;
@@ -446,7 +453,8 @@ BEGIN
                  WHERE jobs.id = ANY(ARRAY(
                     SELECT todo.id
                       FROM procrastinate_jobs AS todo
-                     WHERE todo.task_name = _lim.task_name
+                     WHERE todo.task_name >= _lim.task_name
+                       AND todo.task_name <= _lim.task_name
                        AND (_key IS NULL
                             OR coalesce(todo.args ->> _lim.key_arg, '') = _key)
                        AND todo.status = 'todo'
@@ -471,7 +479,7 @@ BEGIN
                                                   AND first.status = 'todo'
                                                 ORDER BY first.priority DESC, first.id ASC
                                                 LIMIT 1)))
-                     ORDER BY todo.priority DESC, todo.id ASC
+                     ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
                      LIMIT _key_budget
                        FOR UPDATE OF todo SKIP LOCKED))
                 RETURNING jobs.*
@@ -545,7 +553,8 @@ BEGIN
                      CROSS JOIN LATERAL (
                         SELECT todo.id, todo.priority
                           FROM procrastinate_jobs AS todo
-                         WHERE todo.task_name = task.name
+                         WHERE todo.task_name >= task.name
+                           AND todo.task_name <= task.name
                            AND todo.status = 'todo'
                            AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
                            AND (_paused IS NULL OR todo.queue_name <> ALL(_paused))
@@ -568,7 +577,7 @@ BEGIN
                                                       AND first.status = 'todo'
                                                     ORDER BY first.priority DESC, first.id ASC
                                                     LIMIT 1)))
-                         ORDER BY todo.priority DESC, todo.id ASC
+                         ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
                          LIMIT greatest(p_limit, 0)) AS candidate
                      ORDER BY candidate.priority DESC, candidate.id ASC
                      LIMIT greatest(p_limit, 0)))
