@@ -225,6 +225,23 @@ AS $$
        AND usage.used >= lim.amount;
 $$;
 
+-- As 0005 grants pgjobs' tables and functions to the worker role.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgjobs_worker') THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE
+            ON pgjobs.task_limits, pgjobs.limit_slots, pgjobs.limit_starts,
+               pgjobs.effective_task_limits
+            TO pgjobs_worker;
+        GRANT EXECUTE ON FUNCTION
+            pgjobs.set_task_limit(text, text, text, text, integer, interval, text),
+            pgjobs.sync_declared_limits(text[], jsonb),
+            pgjobs.limits_next_start(), pgjobs.job_limit_reasons(bigint)
+            TO pgjobs_worker;
+    END IF;
+END;
+$$;
+
 -- The claim enforces them (see sql/schema/50_hot_path.sql).
 CREATE OR REPLACE FUNCTION pgjobs.fetch_jobs(
     target_queue_names character varying[],

@@ -71,6 +71,22 @@ COMMANDS: dict[str, tuple[tuple[str, ...] | None, list[tuple[str, ...]]]] = {
     ),
     "jobs retry": (("2",), [("abc",), ("1",)]),
     "jobs show": (("1",), [("abc",), ("999999",), ()]),
+    "limits list": (("--json",), [("extra", "more"), ("--bogus",)]),
+    "limits reset": (("t",), [(), ("nope",), ("t", "--kind", "speed")]),
+    "limits set": (
+        ("t", "--concurrency", "3"),
+        [
+            ("t",),
+            ("t", "--rate", "ten per second"),
+            ("t", "--rate", "5/week"),
+            ("t", "--rate", "0/s"),
+            ("t", "--concurrency", "0"),
+            ("t", "--concurrency", "-2"),
+            ("t", "--concurrency", "x"),
+            ("t", "--concurrency", "2", "--per-key", "not an arg"),
+            ("t" * 129, "--concurrency", "2"),
+        ],
+    ),
     "metrics": ((), [("--port", "99999")]),
     "prune": (
         ("--succeeded-older-than", "7d"),
@@ -204,6 +220,7 @@ def snapshot(url: str) -> list[Any]:
         rows(url, "SELECT id, replayed_at FROM pgjobs.dead_letters ORDER BY id"),
         rows(url, "SELECT name, cron, paused FROM pgjobs.schedules ORDER BY name"),
         rows(url, "SELECT queue_name FROM pgjobs.paused_queues ORDER BY 1"),
+        rows(url, "SELECT * FROM pgjobs.task_limits ORDER BY 1, 2, 3"),
     ]
 
 
@@ -262,6 +279,7 @@ def test_read_only_server(invoke: Any, seeded: str) -> None:
         "schedules run",
         "queues pause",
         "queues resume",
+        "limits set",
         "demo",
     } <= refused
     assert not refused & {
@@ -271,6 +289,7 @@ def test_read_only_server(invoke: Any, seeded: str) -> None:
         "stats",
         "roles",
         "queues list",
+        "limits list",
     }
 
 
@@ -295,6 +314,7 @@ def test_role_without_rights(invoke: Any, seeded: str) -> None:
         "dlq show",
         "defer",
         "queues pause",
+        "limits set",
     } <= denied
     # What the monitoring role is for keeps working.
     assert not denied & {

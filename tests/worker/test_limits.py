@@ -301,3 +301,20 @@ def test_without_limits_the_claim_takes_its_old_path(
     conn.commit()
     assert len(claim(db_url, worker)) == 3
     assert conn.execute("SELECT count(*) FROM pgjobs.limit_slots").fetchone() == (0,)
+
+
+def test_the_worker_role_may_claim_and_sync_limits(
+    conn: psycopg.Connection[Any],
+) -> None:
+    worker = add_worker(conn)
+    set_limit(conn, "capped", "concurrency", 1)
+    add_job(conn, task="capped")
+    conn.commit()
+    conn.execute("SET ROLE pgjobs_worker")
+    conn.execute("SELECT pgjobs.sync_declared_limits(ARRAY['other'], '[]'::jsonb)")
+    claimed = conn.execute(
+        "SELECT id FROM pgjobs.fetch_jobs(NULL, %s, 10)", (worker,)
+    ).fetchall()
+    assert len(claimed) == 1
+    assert conn.execute("SELECT pgjobs.limits_next_start()").fetchone() == (None,)
+    conn.rollback()
