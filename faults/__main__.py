@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
-from faults import deploys, failover, pooler, scenarios
+from faults import deploys, failover, limits, pooler, scenarios
 from faults.cluster import Cluster
 
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             args.only
             or "crash,crash-prefetch,restart,cut,concurrency,sustained,deploy,"
-            "pooler,shortage,failover,failover-async"
+            "pooler,shortage,failover,failover-async,limits"
         ).split(",")
     )
     seconds = args.sustained or (60.0 if quick else 600.0)
@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     # On a cluster of its own: it lowers max_connections and restarts it.
     runs["shortage"] = lambda: pooler.shortage(jobs=500 if quick else 5_000)
+    runs["limits"] = on_scratch(
+        "limits",
+        lambda url: limits.limits_under_kills(url, jobs=300 if quick else 3_000),
+    )
     results = []
     for name, run in runs.items():
         if name in chosen:

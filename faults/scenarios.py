@@ -272,9 +272,17 @@ def priority_violations(url: str, ids: Sequence[int], slack: float = 0.5) -> int
 class Workers:
     """``pgjobs worker`` processes on one database, their logs kept in files."""
 
-    def __init__(self, url: str, count: int, concurrency: int, **env: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        count: int,
+        concurrency: int,
+        app_path: str = "faults.app.app",
+        **env: str,
+    ) -> None:
         self.url = url
         self.concurrency = concurrency
+        self.app_path = app_path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PGJOBS_")}
         self.env.update(FAST_RESCUE)
         self.env.update(env)
@@ -299,7 +307,7 @@ class Workers:
                     "pgjobs",
                     "worker",
                     "--app",
-                    "faults.app.app",
+                    self.app_path,
                     "--concurrency",
                     str(self.concurrency),
                 ],
@@ -365,8 +373,14 @@ class Workers:
 
 
 @contextmanager
-def workers(url: str, count: int, concurrency: int, **env: str) -> Iterator[Workers]:
-    group = Workers(url, count, concurrency, **env)
+def workers(
+    url: str,
+    count: int,
+    concurrency: int,
+    app_path: str = "faults.app.app",
+    **env: str,
+) -> Iterator[Workers]:
+    group = Workers(url, count, concurrency, app_path, **env)
     try:
         yield group
     finally:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from faults import deploys, failover, pooler, scenarios
+from faults import deploys, failover, limits, pooler, scenarios
 from faults.__main__ import table
 from faults.cluster import Cluster
 from tests.support import need_pgbouncer
@@ -108,3 +108,13 @@ def test_rolling_deploy_with_a_short_grace(db_url: str) -> None:
     assert result.health_truthful is True, result
     [interruptions] = [n for n in result.notes if "handed back free" in n]
     assert not interruptions.startswith("0 "), result  # the grace interrupted jobs
+
+
+def test_limits_hold_while_workers_are_killed(db_url: str) -> None:
+    result = limits.limits_under_kills(db_url, jobs=200, kill_every=1.5)
+    print(table([result]))
+    assert result.lost == 0, result
+    assert result.succeeded == result.jobs, result
+    assert result.lock_violations == 0, result  # no limit exceeded, any window
+    assert result.errors == 0, result
+    assert result.notes[0] != "0 kills"
