@@ -271,6 +271,7 @@ DECLARE
     _now timestamptz;
     _n integer;
     _taken integer := 0;
+    _held boolean := false;
 BEGIN
     SELECT array_agg(paused.queue_name::character varying) INTO _paused
       FROM pgjobs.paused_queues AS paused;
@@ -287,193 +288,98 @@ BEGIN
     IF _deadlines THEN
         PERFORM pgjobs.expire_jobs(100);
     END IF;
-    -- Limits (sql/schema/36_flow_limits.sql): none in force, the claim below
-    -- as it was; else the limited branch.
+    -- Limits (sql/schema/36_flow_limits.sql): none in force, the claim at the
+    -- end as it was; else the limited branch first.
     SELECT array_agg(DISTINCT lim.task_name::character varying) INTO _limited
       FROM pgjobs.effective_task_limits AS lim;
     PERFORM set_config('pgjobs.batch_events', 'on', true);
-    IF _limited IS NULL THEN
-        RETURN QUERY
-        WITH claimed AS (
-            UPDATE procrastinate_jobs AS jobs
-               SET status = 'doing', worker_id = p_worker_id
-             WHERE jobs.id = ANY(ARRAY(
-                SELECT todo.id
-                  FROM procrastinate_jobs AS todo
-                 WHERE todo.status = 'todo'
-                   AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
-                   AND (_paused IS NULL OR todo.queue_name <> ALL(_paused))
-                   AND (todo.scheduled_at IS NULL OR todo.scheduled_at <= now())
-                   -- A probe per candidate (LIMIT: not a hash of every deadline).
-                   AND (NOT _deadlines
-                        OR (SELECT 1
-                              FROM pgjobs.job_deadlines AS deadline
-                             WHERE deadline.job_id = todo.id
-                               AND deadline.expires_at <= now()
-                             LIMIT 1) IS NULL)
-                   AND (todo.lock IS NULL
-                        OR ((SELECT 1
-                               FROM procrastinate_jobs AS running
-                              WHERE running.lock = todo.lock
-                                AND running.status = 'doing'
-                              LIMIT 1) IS NULL
-                            AND todo.id = (SELECT first.id
-                                             FROM procrastinate_jobs AS first
-                                            WHERE first.lock = todo.lock
-                                              AND first.status = 'todo'
-                                            ORDER BY first.priority DESC, first.id ASC
-                                            LIMIT 1)))
-                 ORDER BY todo.priority DESC, todo.id ASC
-                 LIMIT greatest(p_limit, 0)
-                   FOR UPDATE OF todo SKIP LOCKED))
-            RETURNING jobs.*
-        ), started AS (
-            INSERT INTO procrastinate_events (job_id, type)
-            SELECT ranked.id, 'started'::procrastinate_job_event_type
-              FROM (SELECT claimed.id,
-                           row_number() OVER (ORDER BY claimed.priority DESC,
-                                                       claimed.id ASC) AS rank
-                      FROM claimed) AS ranked
-             WHERE p_start IS NULL OR ranked.rank <= p_start
-        )
-        SELECT * FROM claimed;
-        PERFORM set_config('pgjobs.batch_events', 'off', true);
-        RETURN;
-    END IF;
-    -- Every statement below reads one task's jobs from
-    -- pgjobs_jobs_task_rank_idx: the task as a range, and the task first in
-    -- the order, because a generic plan takes a task for 1/n of the jobs and
-    -- would walk the priority index instead, through every other task's jobs.
-    -- Limited tasks first, one at a time: their limit rows locked (in task
-    -- order: no deadlock), then what runs and what started in the window
-    -- counted, each statement with a fresh snapshot (plpgsql, read
-    -- committed: it sees what the claim that held the lock before
-    -- committed), then up to the budget claimed from the task's own index.
-    -- Limited jobs are never prefetched: their claim is their start.
-    _room := coalesce(p_start, p_limit);
-    FOR _lim IN
-        SELECT lim.task_name,
-               max(lim.amount) FILTER (WHERE lim.scope = 'task'
-                                         AND lim.kind = 'concurrency') AS task_running,
-               max(lim.amount) FILTER (WHERE lim.scope = 'task'
-                                         AND lim.kind = 'rate') AS task_rate,
-               max(lim.period) FILTER (WHERE lim.scope = 'task'
-                                         AND lim.kind = 'rate') AS task_period,
-               max(lim.key_arg) FILTER (WHERE lim.scope = 'key') AS key_arg,
-               max(lim.amount) FILTER (WHERE lim.scope = 'key'
-                                         AND lim.kind = 'concurrency') AS key_running,
-               max(lim.amount) FILTER (WHERE lim.scope = 'key'
-                                         AND lim.kind = 'rate') AS key_rate,
-               max(lim.period) FILTER (WHERE lim.scope = 'key'
-                                         AND lim.kind = 'rate') AS key_period
-          FROM pgjobs.effective_task_limits AS lim
-         GROUP BY lim.task_name
-         ORDER BY lim.task_name
-    LOOP
-        EXIT WHEN _room <= 0;
-        CONTINUE WHEN NOT EXISTS (
-            SELECT FROM procrastinate_jobs AS todo
-             WHERE todo.status = 'todo'
-               AND todo.task_name >= _lim.task_name
-               AND todo.task_name <= _lim.task_name
-               AND (_queues IS NULL OR todo.queue_name = ANY(_queues)));
-        PERFORM FROM pgjobs.task_limits AS limits
-          WHERE limits.task_name = _lim.task_name
-          ORDER BY limits.scope, limits.kind
-            FOR UPDATE;
-        _now := clock_timestamp();
-        IF _lim.task_running IS NOT NULL OR _lim.key_running IS NOT NULL THEN
-            DELETE FROM pgjobs.limit_slots AS slot
-             WHERE slot.task_name = _lim.task_name
-               AND NOT EXISTS (SELECT FROM procrastinate_jobs AS doing
-                                WHERE doing.id = slot.job_id
-                                  AND doing.status = 'doing');
-        END IF;
-        IF _lim.task_rate IS NOT NULL OR _lim.key_rate IS NOT NULL THEN
-            DELETE FROM pgjobs.limit_starts AS start
-             WHERE start.task_name = _lim.task_name
-               AND start.started_at <= _now - greatest(
-                       coalesce(_lim.task_period, interval '0'),
-                       coalesce(_lim.key_period, interval '0'));
-        END IF;
-        _budget := _room;
-        IF _lim.task_running IS NOT NULL THEN
-            _budget := least(_budget, _lim.task_running
-                - (SELECT count(*) FROM pgjobs.limit_slots AS slot
-                    WHERE slot.task_name = _lim.task_name)::integer);
-        END IF;
-        IF _lim.task_rate IS NOT NULL THEN
-            _budget := least(_budget, _lim.task_rate
-                - (SELECT count(*) FROM pgjobs.limit_starts AS start
-                    WHERE start.task_name = _lim.task_name
-                      AND start.limit_key IS NULL
-                      AND start.started_at > _now - _lim.task_period)::integer);
-        END IF;
-        _full := '{}';
-        -- Per key: keys in the order of their first waiting job, each given
-        -- what its own limits leave, so a full key never holds back the
-        -- others. No per-key limit: one pass with _key NULL.
-        WHILE _budget > 0 LOOP
-            _key := NULL;
-            _key_budget := _budget;
-            IF _lim.key_arg IS NOT NULL THEN
-                SELECT coalesce(todo.args ->> _lim.key_arg, '') INTO _key
-                  FROM procrastinate_jobs AS todo
-                 WHERE todo.task_name >= _lim.task_name
-                   AND todo.task_name <= _lim.task_name
-                   AND coalesce(todo.args ->> _lim.key_arg, '') <> ALL(_full)
-                   AND todo.status = 'todo'
-                   AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
-                   AND (_paused IS NULL OR todo.queue_name <> ALL(_paused))
-                   AND (todo.scheduled_at IS NULL OR todo.scheduled_at <= now())
-                   AND (NOT _deadlines
-                        OR (SELECT 1
-                              FROM pgjobs.job_deadlines AS deadline
-                             WHERE deadline.job_id = todo.id
-                               AND deadline.expires_at <= now()
-                             LIMIT 1) IS NULL)
-                   AND (todo.lock IS NULL
-                        OR ((SELECT 1
-                               FROM procrastinate_jobs AS running
-                              WHERE running.lock = todo.lock
-                                AND running.status = 'doing'
-                              LIMIT 1) IS NULL
-                            AND todo.id = (SELECT first.id
-                                             FROM procrastinate_jobs AS first
-                                            WHERE first.lock = todo.lock
-                                              AND first.status = 'todo'
-                                            ORDER BY first.priority DESC, first.id ASC
-                                            LIMIT 1)))
-                 ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
-                 LIMIT 1;
-                EXIT WHEN NOT FOUND;
-                _full := _full || _key;
-                IF _lim.key_running IS NOT NULL THEN
-                    _key_budget := least(_key_budget, _lim.key_running
-                        - (SELECT count(*) FROM pgjobs.limit_slots AS slot
-                            WHERE slot.task_name = _lim.task_name
-                              AND slot.limit_key = _key)::integer);
-                END IF;
-                IF _lim.key_rate IS NOT NULL THEN
-                    _key_budget := least(_key_budget, _lim.key_rate
-                        - (SELECT count(*) FROM pgjobs.limit_starts AS start
-                            WHERE start.task_name = _lim.task_name
-                              AND start.limit_key = _key
-                              AND start.started_at > _now - _lim.key_period)::integer);
-                END IF;
-                CONTINUE WHEN _key_budget <= 0;
+    IF _limited IS NOT NULL THEN
+        -- Every statement below reads one task's jobs from
+        -- pgjobs_jobs_task_rank_idx: the task as a range, and the task first in
+        -- the order, because a generic plan takes a task for 1/n of the jobs and
+        -- would walk the priority index instead, through every other task's jobs.
+        -- Limited tasks first, one at a time: their limit rows locked (in task
+        -- order: no deadlock), then what runs and what started in the window
+        -- counted, each statement with a fresh snapshot (plpgsql, read
+        -- committed: it sees what the claim that held the lock before
+        -- committed), then up to the budget claimed from the task's own index.
+        -- Limited jobs are never prefetched: their claim is their start.
+        _room := coalesce(p_start, p_limit);
+        FOR _lim IN
+            SELECT lim.task_name,
+                   max(lim.amount) FILTER (WHERE lim.scope = 'task'
+                                             AND lim.kind = 'concurrency') AS task_running,
+                   max(lim.amount) FILTER (WHERE lim.scope = 'task'
+                                             AND lim.kind = 'rate') AS task_rate,
+                   max(lim.period) FILTER (WHERE lim.scope = 'task'
+                                             AND lim.kind = 'rate') AS task_period,
+                   max(lim.key_arg) FILTER (WHERE lim.scope = 'key') AS key_arg,
+                   max(lim.amount) FILTER (WHERE lim.scope = 'key'
+                                             AND lim.kind = 'concurrency') AS key_running,
+                   max(lim.amount) FILTER (WHERE lim.scope = 'key'
+                                             AND lim.kind = 'rate') AS key_rate,
+                   max(lim.period) FILTER (WHERE lim.scope = 'key'
+                                             AND lim.kind = 'rate') AS key_period
+              FROM pgjobs.effective_task_limits AS lim
+             GROUP BY lim.task_name
+             ORDER BY lim.task_name
+        LOOP
+            IF _room <= 0 THEN
+                _held := true;
+                EXIT;
             END IF;
-            RETURN QUERY
-            WITH claimed AS (
-                UPDATE procrastinate_jobs AS jobs
-                   SET status = 'doing', worker_id = p_worker_id
-                 WHERE jobs.id = ANY(ARRAY(
-                    SELECT todo.id
+            CONTINUE WHEN NOT EXISTS (
+                SELECT FROM procrastinate_jobs AS todo
+                 WHERE todo.status = 'todo'
+                   AND todo.task_name >= _lim.task_name
+                   AND todo.task_name <= _lim.task_name
+                   AND (_queues IS NULL OR todo.queue_name = ANY(_queues)));
+            _held := true;
+            PERFORM FROM pgjobs.task_limits AS limits
+              WHERE limits.task_name = _lim.task_name
+              ORDER BY limits.scope, limits.kind
+                FOR UPDATE;
+            _now := clock_timestamp();
+            IF _lim.task_running IS NOT NULL OR _lim.key_running IS NOT NULL THEN
+                DELETE FROM pgjobs.limit_slots AS slot
+                 WHERE slot.task_name = _lim.task_name
+                   AND NOT EXISTS (SELECT FROM procrastinate_jobs AS doing
+                                    WHERE doing.id = slot.job_id
+                                      AND doing.status = 'doing');
+            END IF;
+            IF _lim.task_rate IS NOT NULL OR _lim.key_rate IS NOT NULL THEN
+                DELETE FROM pgjobs.limit_starts AS start
+                 WHERE start.task_name = _lim.task_name
+                   AND start.started_at <= _now - greatest(
+                           coalesce(_lim.task_period, interval '0'),
+                           coalesce(_lim.key_period, interval '0'));
+            END IF;
+            _budget := _room;
+            IF _lim.task_running IS NOT NULL THEN
+                _budget := least(_budget, _lim.task_running
+                    - (SELECT count(*) FROM pgjobs.limit_slots AS slot
+                        WHERE slot.task_name = _lim.task_name)::integer);
+            END IF;
+            IF _lim.task_rate IS NOT NULL THEN
+                _budget := least(_budget, _lim.task_rate
+                    - (SELECT count(*) FROM pgjobs.limit_starts AS start
+                        WHERE start.task_name = _lim.task_name
+                          AND start.limit_key IS NULL
+                          AND start.started_at > _now - _lim.task_period)::integer);
+            END IF;
+            _full := '{}';
+            -- Per key: keys in the order of their first waiting job, each given
+            -- what its own limits leave, so a full key never holds back the
+            -- others. No per-key limit: one pass with _key NULL.
+            WHILE _budget > 0 LOOP
+                _key := NULL;
+                _key_budget := _budget;
+                IF _lim.key_arg IS NOT NULL THEN
+                    SELECT coalesce(todo.args ->> _lim.key_arg, '') INTO _key
                       FROM procrastinate_jobs AS todo
                      WHERE todo.task_name >= _lim.task_name
                        AND todo.task_name <= _lim.task_name
-                       AND (_key IS NULL
-                            OR coalesce(todo.args ->> _lim.key_arg, '') = _key)
+                       AND coalesce(todo.args ->> _lim.key_arg, '') <> ALL(_full)
                        AND todo.status = 'todo'
                        AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
                        AND (_paused IS NULL OR todo.queue_name <> ALL(_paused))
@@ -497,81 +403,35 @@ BEGIN
                                                 ORDER BY first.priority DESC, first.id ASC
                                                 LIMIT 1)))
                      ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
-                     LIMIT _key_budget
-                       FOR UPDATE OF todo SKIP LOCKED))
-                RETURNING jobs.*
-            ), started AS (
-                INSERT INTO procrastinate_events (job_id, type)
-                SELECT claimed.id, 'started'::procrastinate_job_event_type
-                  FROM claimed
-            ), slots AS (
-                INSERT INTO pgjobs.limit_slots (job_id, task_name, limit_key)
-                SELECT claimed.id, _lim.task_name, _key
-                  FROM claimed
-                 WHERE _lim.task_running IS NOT NULL OR _lim.key_running IS NOT NULL
-                ON CONFLICT (job_id) DO UPDATE
-                   SET task_name = excluded.task_name, limit_key = excluded.limit_key
-            ), starts AS (
-                INSERT INTO pgjobs.limit_starts (task_name, limit_key, started_at)
-                SELECT _lim.task_name, NULL::text, _now
-                  FROM claimed WHERE _lim.task_rate IS NOT NULL
-                UNION ALL
-                SELECT _lim.task_name, _key, _now
-                  FROM claimed WHERE _lim.key_rate IS NOT NULL
-            )
-            SELECT * FROM claimed;
-            GET DIAGNOSTICS _n = ROW_COUNT;
-            _budget := _budget - _n;
-            _room := _room - _n;
-            _taken := _taken + _n;
-            EXIT WHEN _key IS NULL;
-        END LOOP;
-    END LOOP;
-    IF _taken > 0 THEN
-        -- No prefetch in a claim that took limited jobs: all it returns
-        -- starts now.
-        p_limit := greatest(coalesce(p_start, p_limit) - _taken, 0);
-        p_start := NULL;
-    END IF;
-    -- The other tasks: their names with waiting jobs (a skip scan of
-    -- pgjobs_jobs_task_rank_idx, a probe per task), the first p_limit
-    -- candidates of each from the same index, then the first p_limit of
-    -- those: held-back jobs are never walked.
-    _unlimited := ARRAY(
-        WITH RECURSIVE names AS (
-            (SELECT todo.task_name
-               FROM procrastinate_jobs AS todo
-              WHERE todo.status = 'todo'
-              ORDER BY todo.task_name
-              LIMIT 1)
-            UNION ALL
-            SELECT (SELECT todo.task_name
-                      FROM procrastinate_jobs AS todo
-                     WHERE todo.status = 'todo'
-                       AND todo.task_name > names.task_name
-                     ORDER BY todo.task_name
-                     LIMIT 1)
-              FROM names
-             WHERE names.task_name IS NOT NULL
-        )
-        SELECT names.task_name FROM names
-         WHERE names.task_name IS NOT NULL
-           AND names.task_name <> ALL(_limited));
-    RETURN QUERY
-    WITH claimed AS (
-        UPDATE procrastinate_jobs AS jobs
-           SET status = 'doing', worker_id = p_worker_id
-         WHERE jobs.id = ANY(ARRAY(
-            SELECT todo.id
-              FROM procrastinate_jobs AS todo
-             WHERE todo.id = ANY(ARRAY(
-                    SELECT candidate.id
-                      FROM unnest(_unlimited) AS task(name)
-                     CROSS JOIN LATERAL (
-                        SELECT todo.id, todo.priority
+                     LIMIT 1;
+                    EXIT WHEN NOT FOUND;
+                    _full := _full || _key;
+                    IF _lim.key_running IS NOT NULL THEN
+                        _key_budget := least(_key_budget, _lim.key_running
+                            - (SELECT count(*) FROM pgjobs.limit_slots AS slot
+                                WHERE slot.task_name = _lim.task_name
+                                  AND slot.limit_key = _key)::integer);
+                    END IF;
+                    IF _lim.key_rate IS NOT NULL THEN
+                        _key_budget := least(_key_budget, _lim.key_rate
+                            - (SELECT count(*) FROM pgjobs.limit_starts AS start
+                                WHERE start.task_name = _lim.task_name
+                                  AND start.limit_key = _key
+                                  AND start.started_at > _now - _lim.key_period)::integer);
+                    END IF;
+                    CONTINUE WHEN _key_budget <= 0;
+                END IF;
+                RETURN QUERY
+                WITH claimed AS (
+                    UPDATE procrastinate_jobs AS jobs
+                       SET status = 'doing', worker_id = p_worker_id
+                     WHERE jobs.id = ANY(ARRAY(
+                        SELECT todo.id
                           FROM procrastinate_jobs AS todo
-                         WHERE todo.task_name >= task.name
-                           AND todo.task_name <= task.name
+                         WHERE todo.task_name >= _lim.task_name
+                           AND todo.task_name <= _lim.task_name
+                           AND (_key IS NULL
+                                OR coalesce(todo.args ->> _lim.key_arg, '') = _key)
                            AND todo.status = 'todo'
                            AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
                            AND (_paused IS NULL OR todo.queue_name <> ALL(_paused))
@@ -595,10 +455,161 @@ BEGIN
                                                     ORDER BY first.priority DESC, first.id ASC
                                                     LIMIT 1)))
                          ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
-                         LIMIT greatest(p_limit, 0)) AS candidate
-                     ORDER BY candidate.priority DESC, candidate.id ASC
-                     LIMIT greatest(p_limit, 0)))
-               AND todo.status = 'todo'
+                         LIMIT _key_budget
+                           FOR UPDATE OF todo SKIP LOCKED))
+                    RETURNING jobs.*
+                ), started AS (
+                    INSERT INTO procrastinate_events (job_id, type)
+                    SELECT claimed.id, 'started'::procrastinate_job_event_type
+                      FROM claimed
+                ), slots AS (
+                    INSERT INTO pgjobs.limit_slots (job_id, task_name, limit_key)
+                    SELECT claimed.id, _lim.task_name, _key
+                      FROM claimed
+                     WHERE _lim.task_running IS NOT NULL OR _lim.key_running IS NOT NULL
+                    ON CONFLICT (job_id) DO UPDATE
+                       SET task_name = excluded.task_name, limit_key = excluded.limit_key
+                ), starts AS (
+                    INSERT INTO pgjobs.limit_starts (task_name, limit_key, started_at)
+                    SELECT _lim.task_name, NULL::text, _now
+                      FROM claimed WHERE _lim.task_rate IS NOT NULL
+                    UNION ALL
+                    SELECT _lim.task_name, _key, _now
+                      FROM claimed WHERE _lim.key_rate IS NOT NULL
+                )
+                SELECT * FROM claimed;
+                GET DIAGNOSTICS _n = ROW_COUNT;
+                _budget := _budget - _n;
+                _room := _room - _n;
+                _taken := _taken + _n;
+                EXIT WHEN _key IS NULL;
+            END LOOP;
+        END LOOP;
+        IF _taken > 0 THEN
+            -- No prefetch in a claim that took limited jobs: all it returns
+            -- starts now.
+            p_limit := greatest(coalesce(p_start, p_limit) - _taken, 0);
+            p_start := NULL;
+        END IF;
+        IF _held THEN
+            -- Limited jobs wait: the other tasks' names with waiting jobs (a
+            -- skip scan of pgjobs_jobs_task_rank_idx, a probe per task), the
+            -- first p_limit candidates of each from the same index, then the
+            -- first p_limit of those, so held-back jobs are never walked. None
+            -- waits: the claim below (which skips the limited tasks' jobs
+            -- enqueued meanwhile).
+            _unlimited := ARRAY(
+                WITH RECURSIVE names AS (
+                    (SELECT todo.task_name
+                       FROM procrastinate_jobs AS todo
+                      WHERE todo.status = 'todo'
+                      ORDER BY todo.task_name
+                      LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT todo.task_name
+                              FROM procrastinate_jobs AS todo
+                             WHERE todo.status = 'todo'
+                               AND todo.task_name > names.task_name
+                             ORDER BY todo.task_name
+                             LIMIT 1)
+                      FROM names
+                     WHERE names.task_name IS NOT NULL
+                )
+                SELECT names.task_name FROM names
+                 WHERE names.task_name IS NOT NULL
+                   AND names.task_name <> ALL(_limited));
+            RETURN QUERY
+            WITH claimed AS (
+                UPDATE procrastinate_jobs AS jobs
+                   SET status = 'doing', worker_id = p_worker_id
+                 WHERE jobs.id = ANY(ARRAY(
+                    SELECT todo.id
+                      FROM procrastinate_jobs AS todo
+                     WHERE todo.id = ANY(ARRAY(
+                            SELECT candidate.id
+                              FROM unnest(_unlimited) AS task(name)
+                             CROSS JOIN LATERAL (
+                                SELECT todo.id, todo.priority
+                                  FROM procrastinate_jobs AS todo
+                                 WHERE todo.task_name >= task.name
+                                   AND todo.task_name <= task.name
+                                   AND todo.status = 'todo'
+                                   AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
+                                   AND (_paused IS NULL OR todo.queue_name <> ALL(_paused))
+                                   AND (todo.scheduled_at IS NULL OR todo.scheduled_at <= now())
+                                   AND (NOT _deadlines
+                                        OR (SELECT 1
+                                              FROM pgjobs.job_deadlines AS deadline
+                                             WHERE deadline.job_id = todo.id
+                                               AND deadline.expires_at <= now()
+                                             LIMIT 1) IS NULL)
+                                   AND (todo.lock IS NULL
+                                        OR ((SELECT 1
+                                               FROM procrastinate_jobs AS running
+                                              WHERE running.lock = todo.lock
+                                                AND running.status = 'doing'
+                                              LIMIT 1) IS NULL
+                                            AND todo.id = (SELECT first.id
+                                                             FROM procrastinate_jobs AS first
+                                                            WHERE first.lock = todo.lock
+                                                              AND first.status = 'todo'
+                                                            ORDER BY first.priority DESC, first.id ASC
+                                                            LIMIT 1)))
+                                 ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
+                                 LIMIT greatest(p_limit, 0)) AS candidate
+                             ORDER BY candidate.priority DESC, candidate.id ASC
+                             LIMIT greatest(p_limit, 0)))
+                       AND todo.status = 'todo'
+                       FOR UPDATE OF todo SKIP LOCKED))
+                RETURNING jobs.*
+            ), started AS (
+                INSERT INTO procrastinate_events (job_id, type)
+                SELECT ranked.id, 'started'::procrastinate_job_event_type
+                  FROM (SELECT claimed.id,
+                               row_number() OVER (ORDER BY claimed.priority DESC,
+                                                           claimed.id ASC) AS rank
+                          FROM claimed) AS ranked
+                 WHERE p_start IS NULL OR ranked.rank <= p_start
+            )
+            SELECT * FROM claimed;
+            PERFORM set_config('pgjobs.batch_events', 'off', true);
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE procrastinate_jobs AS jobs
+           SET status = 'doing', worker_id = p_worker_id
+         WHERE jobs.id = ANY(ARRAY(
+            SELECT todo.id
+              FROM procrastinate_jobs AS todo
+             WHERE todo.status = 'todo'
+               AND (_queues IS NULL OR todo.queue_name = ANY(_queues))
+               AND (_paused IS NULL OR todo.queue_name <> ALL(_paused))
+               AND (todo.scheduled_at IS NULL OR todo.scheduled_at <= now())
+               -- A probe per candidate (LIMIT: not a hash of every deadline).
+               AND (NOT _deadlines
+                    OR (SELECT 1
+                          FROM pgjobs.job_deadlines AS deadline
+                         WHERE deadline.job_id = todo.id
+                           AND deadline.expires_at <= now()
+                         LIMIT 1) IS NULL)
+               AND (todo.lock IS NULL
+                    OR ((SELECT 1
+                           FROM procrastinate_jobs AS running
+                          WHERE running.lock = todo.lock
+                            AND running.status = 'doing'
+                          LIMIT 1) IS NULL
+                        AND todo.id = (SELECT first.id
+                                         FROM procrastinate_jobs AS first
+                                        WHERE first.lock = todo.lock
+                                          AND first.status = 'todo'
+                                        ORDER BY first.priority DESC, first.id ASC
+                                        LIMIT 1)))
+               -- Limited tasks' jobs: only through the branch above.
+               AND (_limited IS NULL OR todo.task_name <> ALL(_limited))
+             ORDER BY todo.priority DESC, todo.id ASC
+             LIMIT greatest(p_limit, 0)
                FOR UPDATE OF todo SKIP LOCKED))
         RETURNING jobs.*
     ), started AS (
