@@ -318,3 +318,34 @@ def test_the_worker_role_may_claim_and_sync_limits(
     assert len(claimed) == 1
     assert conn.execute("SELECT pgjobs.limits_next_start()").fetchone() == (None,)
     conn.rollback()
+
+
+@pytest.mark.parametrize(
+    ("kind", "period_s", "key_arg"),
+    [
+        ("rate", 10.0, None),
+        ("rate", 10.0, "tenant_id"),
+        ("concurrency", None, "tenant_id"),
+    ],
+)
+def test_concurrent_claimers_never_exceed_a_limit(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    kind: str,
+    period_s: float | None,
+    key_arg: str | None,
+) -> None:
+    worker = add_worker(conn)
+    set_limit(conn, "limited", kind, 4, period_s=period_s, key_arg=key_arg)
+    for n in range(40):
+        add_job(conn, task="limited", args=f'{{"tenant_id": "t{n % 2}"}}')
+    conn.commit()
+    claimed = [
+        job
+        for _ in range(3)
+        for batch in concurrent_claims(db_url, worker, 4)
+        for job in batch
+    ]
+    assert len(claimed) == len(set(claimed))
+    # Task-wide: 4 in all; per key: 4 for each of the 2 tenants.
+    assert len(claimed) == (4 if key_arg is None else 8)
