@@ -131,7 +131,13 @@ async def listen_works(connector: Any, timeout: float = PROBE_TIMEOUT) -> bool:
         await connector.execute_query_async(
             query=queries.query("listening_notify"), channel=channel
         )
+        # Read to the end (stop_after=1 ends the loop): a generator left
+        # suspended holds the connection's lock until the garbage collector
+        # finalises it, and the connection's close waits for that lock.
+        received = False
         async for _ in conn.notifies(timeout=timeout, stop_after=1):
+            received = True
+        if received:
             return True  # closing the connection ends its LISTEN
         # Shielded: a worker stopping meanwhile still cleans up.
         await asyncio.shield(_unlisten(conn, pid, channel))
