@@ -1,7 +1,7 @@
 """Dead letters: jobs that failed for good, in the plain table ``pgjobs.dead_letters``.
 
 A letter is written by a trigger in the same statement that marks its job
-'failed' (see ``sql/schema/20_failures.sql``), so a failed job without a
+'failed' (see ``sql/schema/11_dead_letters.sql``), so a failed job without a
 letter, or a letter for a job that did not fail, cannot exist. The worker that
 failed the job then calls the App's ``on_dead_letter`` hook with it.
 
