@@ -36,6 +36,7 @@ import asyncio
 import datetime
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -183,7 +184,7 @@ class Interrupter:
         slot_freed: Callable[[job_context.JobContext], bool],
         job_ids_to_abort: dict[int, job_context.AbortReason],
         worker_id: Callable[[], int | None],
-        grace: float,
+        grace: float | None,
         max_interruptions: int,
         delete_job: bool,
     ) -> None:
@@ -194,11 +195,32 @@ class Interrupter:
         self._slot_freed = slot_freed
         self._job_ids_to_abort = job_ids_to_abort
         self._worker_id = worker_id
+        #: The shutdown grace (None: wait for every job, procrastinate's default).
         self.grace = grace
         self.max_interruptions = max(1, max_interruptions)
         self._delete_job = delete_job
         #: Jobs still running when the shutdown grace ended, being handed back.
         self.interrupted: set[int] = set()
+
+    async def finish(
+        self,
+        running: dict[asyncio.Task[Any], job_context.JobContext],
+        log_extra: Callable[..., dict[str, Any]],
+    ) -> None:
+        """A stopping worker's running jobs: wait up to the grace for them to
+        finish, then hand back the ones still running."""
+        now = time.time()
+        for context in running.values():
+            duration = now - context.start_timestamp
+            self._logger.info(
+                f"Waiting for job to finish: worker: {context.job.call_string} "
+                f"(started {duration:.3f} s ago)",
+                extra=log_extra(context=None, action="ending_job", job_result=None),
+            )
+        if running:
+            await asyncio.wait(running, timeout=self.grace)
+        if running:
+            await self.interrupt(running)
 
     async def interrupt(
         self, running: dict[asyncio.Task[Any], job_context.JobContext]
@@ -217,7 +239,7 @@ class Interrupter:
                 "%d job(s) still running after the %g s shutdown grace: handing "
                 "them back to the queue (PGJOBS_SHUTDOWN_GRACE): %s",
                 len(still),
-                self.grace,
+                self.grace or 0,
                 ids,
                 extra={"action": "jobs_interrupted", "job_ids": ids},
             )
@@ -242,7 +264,7 @@ class Interrupter:
             self._app,
             job,
             worker_id=worker_id,
-            grace=self.grace,
+            grace=self.grace or 0,
             max_interruptions=self.max_interruptions,
             delete_job=self._delete_job,
         )

@@ -3,7 +3,8 @@
 - a success, or an abort not retried: the completer's next group write
   (``Completer.submit``); the job's slot is freed at once;
 - a failure or a retry: one write of its own, with the attempt's failure
-  (the worker's ``_persist_job_status``, procrastinate's name for it);
+  (``persist``; the worker's ``_persist_job_status``, procrastinate's name
+  for it, calls it);
 - a job stopped by the end of the shutdown grace: handed back
   (``pgjobs.worker.interruptions``).
 
@@ -15,6 +16,7 @@ every outcome.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,15 +49,21 @@ class Outcomes:
         free_slot: Callable[[job_context.JobContext], None],
         hand_back: Callable[[jobs.Job, job_context.JobContext], Awaitable[None]],
         persist: Persist,
+        record_failure: Callable[..., Awaitable[bool]],
         delete_jobs: jobs.DeleteJobCondition,
         job_ids_to_abort: dict[int, job_context.AbortReason],
+        logger: logging.Logger,
+        log_extra: Callable[..., dict[str, Any]],
     ) -> None:
         self._completer = completer
         self._free_slot = free_slot
         self._hand_back = hand_back
         self._persist = persist
+        self._record_failure = record_failure
         self._delete_jobs = delete_jobs
         self._job_ids_to_abort = job_ids_to_abort
+        self._logger = logger
+        self._log_extra = log_extra
 
     async def record(self, outcome: executor.Outcome) -> None:
         """Write an attempt's outcome. A success's is awaited on the group
@@ -82,6 +90,40 @@ class Outcomes:
             except asyncio.CancelledError:
                 await persist
                 raise
+
+    async def persist(
+        self,
+        job: jobs.Job,
+        status: jobs.Status,
+        retry_decision: Any,
+        context: job_context.JobContext,
+        job_result: job_context.JobResult | None,
+        failure: error_history.Failure | None,
+    ) -> None:
+        """procrastinate's ``Worker._persist_job_status``, with the attempt's
+        failure: a success goes to the group write, a failure or a retry is
+        written on its own (error row, retry decision, dead letter)."""
+        assert job.id is not None
+        if retry_decision is None and status != jobs.Status.FAILED:
+            await self.store(job, status, context)
+            return
+        self._free_slot(context)
+        stored = await self._record_failure(
+            job, status, retry_decision, failure, self.delete_job(status)
+        )
+        if not stored:
+            return
+        # The end of procrastinate's _persist_job_status.
+        self._job_ids_to_abort.pop(job.id, None)
+        self._logger.debug(
+            f"Acknowledged job completion {job.call_string}",
+            extra=self._log_extra(
+                action="finish_task",
+                context=context,
+                status=status,
+                job_result=job_result,
+            ),
+        )
 
     def delete_job(self, status: jobs.Status) -> bool:
         """Whether the finished job's row goes (procrastinate's ``delete_jobs``)."""

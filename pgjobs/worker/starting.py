@@ -88,3 +88,30 @@ async def warm_pool(
             )
             return
         await asyncio.sleep(0.05)
+
+
+async def register(
+    job_manager: Any,
+    *,
+    stalled_worker_timeout: float,
+    settings: Any,
+    outage: outages.Outage,
+    lost: Callable[[str, BaseException, float], Awaitable[bool]],
+    stop_event: asyncio.Event,
+    logger: logging.Logger,
+) -> int | None:
+    """procrastinate's start: prune the stalled workers, register this one;
+    its id, or None if asked to stop while the database was away."""
+    start = functools.partial(
+        retry_start, settings=settings, outage=outage, lost=lost, stop_event=stop_event
+    )
+    pruned = await start(
+        "pruning stalled workers",
+        functools.partial(job_manager.prune_stalled_workers, stalled_worker_timeout),
+    )
+    if pruned:
+        logger.debug("Pruned stalled workers: %s", pruned)
+    worker_id: int | None = await start(
+        "registering the worker", job_manager.register_worker
+    )
+    return worker_id

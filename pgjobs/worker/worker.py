@@ -208,7 +208,7 @@ class Worker(procrastinate_worker.Worker):
             slot_freed=self.claimer.slot_freed,
             job_ids_to_abort=self._job_ids_to_abort,
             worker_id=lambda: self.worker_id,
-            grace=self.shutdown_graceful_timeout or 0,
+            grace=self.shutdown_graceful_timeout,
             max_interruptions=max_interruptions,
             delete_job=self.delete_jobs == jobs.DeleteJobCondition.ALWAYS,
         )
@@ -239,8 +239,11 @@ class Worker(procrastinate_worker.Worker):
             free_slot=self.claimer.free_slot,
             hand_back=self._interrupter.hand_back,
             persist=self._persist_job_status,
+            record_failure=self._completer.record_failure,
             delete_jobs=self.delete_jobs,
             job_ids_to_abort=self._job_ids_to_abort,
+            logger=self.logger,
+            log_extra=self._log_extra,
         )
 
     @property
@@ -268,23 +271,15 @@ class Worker(procrastinate_worker.Worker):
             # ms pauses of the whole worker under load every few tens of s).
             # Process-wide, so only when the worker owns the process.
             gc.freeze()
-        manager = self.app.job_manager
-        start = functools.partial(
-            starting.retry_start,
+        worker_id = await starting.register(
+            self.app.job_manager,
+            stalled_worker_timeout=self.stalled_worker_timeout,
             settings=getattr(self.app, "settings", None),
             outage=self.outage,
             lost=self._lost,
             stop_event=self._stop_event,
+            logger=self.logger,
         )
-        pruned = await start(
-            "pruning stalled workers",
-            functools.partial(
-                manager.prune_stalled_workers, self.stalled_worker_timeout
-            ),
-        )
-        if pruned:
-            self.logger.debug("Pruned stalled workers: %s", pruned)
-        worker_id = await start("registering the worker", manager.register_worker)
         if worker_id is None:  # asked to stop while the database was away
             return
         self.worker_id = worker_id
@@ -328,28 +323,9 @@ class Worker(procrastinate_worker.Worker):
         failure: error_history.Failure | None = None,
     ) -> None:
         """procrastinate's, with the attempt's failure (the error row:
-        pgjobs.failures.error_history) passed on to the JobManager."""
-        assert job.id is not None
-        if retry_decision is None and status != jobs.Status.FAILED:
-            await self._outcomes.store(job, status, context)
-            return
-        self.claimer.free_slot(context)
-        # Failures and retries: one job at a time (error row, dead letter).
-        stored = await self._completer.record_failure(
-            job, status, retry_decision, failure, self._outcomes.delete_job(status)
-        )
-        if not stored:
-            return
-        # The end of procrastinate's _persist_job_status.
-        self._job_ids_to_abort.pop(job.id, None)
-        self.logger.debug(
-            f"Acknowledged job completion {job.call_string}",
-            extra=self._log_extra(
-                action="finish_task",
-                context=context,
-                status=status,
-                job_result=job_result,
-            ),
+        pgjobs.failures.error_history): ``Outcomes.persist``."""
+        await self._outcomes.persist(
+            job, status, retry_decision, context, job_result, failure
         )
 
     async def _shutdown(self, side_tasks: list[asyncio.Task[Any]]) -> None:
@@ -363,22 +339,7 @@ class Worker(procrastinate_worker.Worker):
         await utils.cancel_and_capture_errors(
             [t for t in side_tasks if t not in beating]
         )
-        now = time.time()
-        for context in self._running_jobs.values():
-            duration = now - context.start_timestamp
-            self.logger.info(
-                f"Waiting for job to finish: worker: {context.job.call_string} "
-                f"(started {duration:.3f} s ago)",
-                extra=self._log_extra(
-                    context=None, action="ending_job", job_result=None
-                ),
-            )
-        if self._running_jobs:
-            await asyncio.wait(
-                self._running_jobs, timeout=self.shutdown_graceful_timeout
-            )
-        if self._running_jobs:
-            await self._interrupter.interrupt(self._running_jobs)
+        await self._interrupter.finish(self._running_jobs, self._log_extra)
         await utils.cancel_and_capture_errors(beating)
         assert self.worker_id is not None
         await self.app.job_manager.unregister_worker(self.worker_id)
