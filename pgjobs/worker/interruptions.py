@@ -46,6 +46,7 @@ from procrastinate import jobs as procrastinate_jobs
 
 from pgjobs.db import queries
 from pgjobs.failures import dead_letters, retries
+from pgjobs.worker import completer
 
 if TYPE_CHECKING:
     from procrastinate import app as procrastinate_app
@@ -270,10 +271,7 @@ class Interrupter:
         )
         stored = asyncio.create_task(self._record(job.id, call))
         try:
-            await asyncio.shield(stored)
-        except asyncio.CancelledError:
-            await stored
-            raise
+            await completer.until_written(stored)
         finally:
             self.interrupted.discard(job.id)
             self._job_ids_to_abort.pop(job.id, None)

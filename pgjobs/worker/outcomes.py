@@ -85,11 +85,7 @@ class Outcomes:
                     outcome.failure,
                 )
             )
-            try:
-                await asyncio.shield(persist)
-            except asyncio.CancelledError:
-                await persist
-                raise
+            await completer.until_written(persist)
 
     async def persist(
         self,
@@ -142,9 +138,6 @@ class Outcomes:
         self._free_slot(context)
         stored = self._completer.submit(job.id, status, self.delete_job(status))
         try:
-            await asyncio.shield(stored)
-        except asyncio.CancelledError:
-            await stored
-            raise
+            await completer.until_written(stored)
         finally:
             self._job_ids_to_abort.pop(job.id, None)
