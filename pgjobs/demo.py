@@ -94,7 +94,7 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, in
     with connections.connect(settings) as conn:
         counts = {
             row["status"]: row["jobs"]
-            for row in queries.fetch_all(conn, "job_status_counts", ids=job_ids)
+            for row in queries.fetch_all(conn, "jobs_status_counts", ids=job_ids)
         }
         summary = queries.fetch_all(
             conn, "demo_order_summary", task_name=confirm.name, order_ids=order_ids

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from bench.adapters.base import SystemAdapter
-from bench.adapters.pgjobs_adapter import PgjobsAdapter, PgjobsPrefetchAdapter
+from bench.adapters.pgjobs_adapter import (
+    PgjobsAdapter,
+    PgjobsCeilingAdapter,
+    PgjobsPrefetchAdapter,
+)
 from bench.adapters.pgqueuer_adapter import PgqueuerAdapter
 from bench.adapters.procrastinate_adapter import ProcrastinateAdapter
 
@@ -14,6 +18,7 @@ ADAPTERS: dict[str, type[SystemAdapter]] = {
         PgqueuerAdapter,
         PgjobsAdapter,
         PgjobsPrefetchAdapter,
+        PgjobsCeilingAdapter,
     )
 }
 BASELINE = ProcrastinateAdapter.name

@@ -115,3 +115,115 @@ class PgjobsPrefetchAdapter(PgjobsAdapter):
 
     def worker_options(self, concurrency: int) -> dict[str, Any]:
         return {"prefetch": concurrency or 10}
+
+
+class PgjobsCeilingAdapter(PgjobsAdapter):
+    """The most pgjobs' schema allows on this box: its claim and finish
+    functions (``pgjobs.fetch_jobs``, ``pgjobs.finish_jobs``, the worker's
+    named queries) driven from a plain psycopg loop, with no task code and
+    no worker around them. As the worker does: up to ``concurrency`` jobs
+    in flight, a claim for every free slot, outcomes written in groups on a
+    second connection while the next claim runs. Processing only."""
+
+    name = "pgjobs-ceiling"
+    scenarios = frozenset({"processing"})
+
+    @property
+    def label(self) -> str:
+        return f"{PgjobsAdapter.name} {metadata.version(self.distribution)}, SQL only"
+
+    def notes(self) -> list[str]:
+        return [
+            "pgjobs-ceiling: pgjobs.fetch_jobs / pgjobs.finish_jobs from a plain "
+            "psycopg loop (claims for the free slots of `concurrency`, group "
+            "finishes on a second connection), no task code: the ceiling of "
+            "the schema that `pgjobs worker` runs on"
+        ]
+
+    def run_worker(
+        self, dsn: str, concurrency: int, drain: bool, recorder: Recorder
+    ) -> None:
+        asyncio.run(_drive(dsn, concurrency or 10, drain, recorder))
+
+
+async def _drive(dsn: str, concurrency: int, drain: bool, recorder: Recorder) -> None:
+    from psycopg.rows import dict_row
+
+    from pgjobs.db import queries
+
+    claim_sql = queries.query("worker_fetch_jobs")
+    finish_sql = queries.query("worker_finish_jobs")
+    connect = psycopg.AsyncConnection.connect
+    async with (
+        await connect(dsn, autocommit=True, row_factory=dict_row) as claim,
+        await connect(dsn, autocommit=True) as finish,
+    ):
+        cursor = await claim.execute(
+            "SELECT worker_id FROM procrastinate_register_worker_v1()"
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        worker_id = row["worker_id"]
+        pending: list[int] = []
+        in_flight = 0
+        slot_free = asyncio.Event()
+        work = asyncio.Event()
+
+        async def finisher() -> None:
+            nonlocal in_flight
+            while True:
+                await work.wait()
+                work.clear()
+                while pending:
+                    batch = pending[:500]
+                    del pending[:500]
+                    await finish.execute(
+                        finish_sql,
+                        {
+                            "ids": batch,
+                            "statuses": ["succeeded"] * len(batch),
+                            "deletes": [False] * len(batch),
+                            "started": [],
+                            "worker_id": worker_id,
+                        },
+                    )
+                    in_flight -= len(batch)
+                    slot_free.set()
+
+        finishing = asyncio.create_task(finisher())
+        try:
+            while True:
+                free = concurrency - in_flight
+                if free <= 0:
+                    slot_free.clear()
+                    await slot_free.wait()
+                    continue
+                cursor = await claim.execute(
+                    claim_sql,
+                    {
+                        "queues": None,
+                        "worker_id": worker_id,
+                        "limit": free,
+                        "start": None,
+                    },
+                )
+                rows = await cursor.fetchall()
+                for job in rows:
+                    recorder.record(job["args"]["n"])
+                    pending.append(job["id"])
+                in_flight += len(rows)
+                if rows:
+                    work.set()
+                    continue
+                if drain and in_flight == 0:
+                    return
+                slot_free.clear()
+                if in_flight:
+                    await slot_free.wait()
+                else:
+                    await asyncio.sleep(0.001)
+        finally:
+            finishing.cancel()
+            await claim.execute(
+                "SELECT procrastinate_unregister_worker_v1(%s)", (worker_id,)
+            )

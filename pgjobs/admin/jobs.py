@@ -116,7 +116,7 @@ class CancelResult:
 def get_job(target: Target, job_id: int) -> JobStatus:
     """The job's state, attempts, timestamps, progress and failed attempts."""
     with connections.connection(target) as conn:
-        row = queries.fetch_one(conn, "failures_get_job", job_id=job_id)
+        row = queries.fetch_one(conn, "jobs_get", job_id=job_id)
         if row is None:
             raise JobNotFound(f"no job with id {job_id}")
         errors = error_history.job_errors(conn, job_id)
@@ -143,7 +143,7 @@ def list_jobs(
     with connections.connection(target) as conn:
         rows = queries.fetch_all(
             conn,
-            "failures_list_jobs",
+            "jobs_list",
             queue=queue,
             task=task,
             status=status,
@@ -166,7 +166,7 @@ def cancel_job(
     ``context.should_abort()``. The running job ends 'aborted'.
     """
     with connections.connection(target) as conn:
-        row = queries.fetch_one(conn, "failures_cancel_job", job_id=job_id, abort=abort)
+        row = queries.fetch_one(conn, "jobs_cancel", job_id=job_id, abort=abort)
     if row is None:
         raise JobNotFound(f"no job with id {job_id}")
     before = row["status_before"]
@@ -184,11 +184,11 @@ def cancel_job(
 def retry_job(target: Target, job_id: int) -> int:
     """Run a failed job again now (same id); its dead letter is marked replayed."""
     with connections.connection(target) as conn:
-        row = queries.fetch_one(conn, "failures_retry_failed_job", job_id=job_id)
+        row = queries.fetch_one(conn, "jobs_retry_failed", job_id=job_id)
         if row is not None and row["job_id"] is not None:
             queries.fetch_all(conn, "deadlines_forget", job_id=job_id)
         if row is None or row["job_id"] is None:
-            state = queries.fetch_one(conn, "failures_job_state", job_id=job_id)
+            state = queries.fetch_one(conn, "jobs_state", job_id=job_id)
             if state is None:
                 raise JobNotFound(f"no job with id {job_id}")
             raise InvalidJobState(

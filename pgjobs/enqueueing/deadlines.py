@@ -2,7 +2,7 @@
 
 A job not started by its deadline never starts (nor does a retry due after
 it): the claim skips it and it ends ``cancelled`` with ``expired_at`` set in
-``pgjobs.job_deadlines`` (see sql/schema/35_flow_control.sql). The deadline
+``pgjobs.job_deadlines`` (see sql/schema/31_job_deadlines.sql). The deadline
 is stored beside the job, in the enqueue's own transaction.
 """
 

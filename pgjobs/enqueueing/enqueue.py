@@ -308,9 +308,11 @@ def enqueue_many(
         return []
     pg_conn = psycopg_connection(conn)
     if len(jobs) == 1:
-        ids = [queries.fetch_value(pg_conn, "defer_one", **_one(jobs[0]))]
+        ids = [queries.fetch_value(pg_conn, "enqueue_defer_one", **_one(jobs[0]))]
     else:
-        ids = queries.fetch_value(pg_conn, "defer_jobs_json", jobs=_as_json(jobs))
+        ids = queries.fetch_value(
+            pg_conn, "enqueue_defer_jobs_json", jobs=_as_json(jobs)
+        )
     deadlines.store(pg_conn, ids, expires_at)
     tracing.store(pg_conn, ids)  # the active span's context, if any
     return check_duplicates(list(ids), jobs, on_duplicate)
@@ -332,10 +334,12 @@ async def enqueue_many_async(
     if not jobs:
         return []
     if len(jobs) == 1:
-        ids = [await queries.fetch_value_async(conn, "defer_one", **_one(jobs[0]))]
+        ids = [
+            await queries.fetch_value_async(conn, "enqueue_defer_one", **_one(jobs[0]))
+        ]
     else:
         ids = await queries.fetch_value_async(
-            conn, "defer_jobs_json", jobs=_as_json(jobs)
+            conn, "enqueue_defer_jobs_json", jobs=_as_json(jobs)
         )
     await deadlines.store_async(conn, ids, expires_at)
     await tracing.store_async(conn, ids)

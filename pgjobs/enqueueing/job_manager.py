@@ -143,7 +143,7 @@ class JobManager(manager.JobManager):
             # it (the psycopg2 family takes its own connections as they are).
             connection = psycopg_connection(connection)
         rows = self._rows(jobs, connector)
-        query = queries.query("defer_jobs")
+        query = queries.query("enqueue_defer_jobs")
         with queries.translated_errors():
             if connection is not None:
                 results = connector.execute_query_all_with_connection(
@@ -166,7 +166,7 @@ class JobManager(manager.JobManager):
                     self._checked(jobs, self.connector), connection
                 )
         rows = self._rows(jobs, self.connector)
-        query = queries.query("defer_jobs")
+        query = queries.query("enqueue_defer_jobs")
         with queries.translated_errors():
             if connection is not None:
                 results = await self.connector.execute_query_all_async_with_connection(
@@ -305,7 +305,7 @@ class JobManager(manager.JobManager):
         delete_job: bool = False,
     ) -> None:
         row = await self.connector.execute_query_one_async(
-            query=queries.query("failures_fail_job_attempt"),
+            query=queries.query("retries_fail_job_attempt"),
             job_id=job.id,
             error_type=failure.error_type,
             error_message=failure.message,
@@ -343,7 +343,7 @@ class JobManager(manager.JobManager):
         if failure.reschedule_at is not None:
             # Circuit breaker open: back to the queue, no attempt counted.
             await self.connector.execute_query_one_async(
-                query=queries.query("failures_reschedule_job"),
+                query=queries.query("breakers_reschedule_job"),
                 job_id=job.id,
                 run_at=failure.reschedule_at,
             )

@@ -116,7 +116,7 @@ class Breaker:
     ) -> None:
         """Raise ``BreakerOpen`` unless a call may go ahead now."""
         row = await connector.execute_query_one_async(
-            query=queries.query("failures_breaker_acquire"), **self._params()
+            query=queries.query("breakers_acquire"), **self._params()
         )
         refusal = self._refusal(row)
         if refusal is not None:
@@ -124,7 +124,7 @@ class Breaker:
 
     def acquire(self, connector: procrastinate_connector.BaseConnector) -> None:
         row = connector.get_sync_connector().execute_query_one(
-            query=queries.query("failures_breaker_acquire"), **self._params()
+            query=queries.query("breakers_acquire"), **self._params()
         )
         refusal = self._refusal(row)
         if refusal is not None:
@@ -137,7 +137,7 @@ class Breaker:
     ) -> None:
         """Report the outcome of a call (``error`` None: it succeeded)."""
         row = await connector.execute_query_one_async(
-            query=queries.query("failures_breaker_record"),
+            query=queries.query("breakers_record"),
             success=error is None,
             error=None if error is None else f"{type(error).__qualname__}: {error}",
             **self._params(),
@@ -150,7 +150,7 @@ class Breaker:
         error: BaseException | None,
     ) -> None:
         row = connector.get_sync_connector().execute_query_one(
-            query=queries.query("failures_breaker_record"),
+            query=queries.query("breakers_record"),
             success=error is None,
             error=None if error is None else f"{type(error).__qualname__}: {error}",
             **self._params(),
@@ -330,14 +330,12 @@ def list_breakers(
     target: Target,
 ) -> list[BreakerState]:
     with connections.connection(target) as conn:
-        return [
-            _state(row) for row in queries.fetch_all(conn, "failures_list_breakers")
-        ]
+        return [_state(row) for row in queries.fetch_all(conn, "breakers_list")]
 
 
 def get_breaker(target: Target, name: str) -> BreakerState:
     with connections.connection(target) as conn:
-        row = queries.fetch_one(conn, "failures_get_breaker", breaker=name)
+        row = queries.fetch_one(conn, "breakers_get", breaker=name)
     if row is None:
         raise BreakerNotFound(f"no circuit breaker named {name!r}")
     return _state(row)
@@ -346,7 +344,7 @@ def get_breaker(target: Target, name: str) -> BreakerState:
 def reset_breaker(target: Target, name: str) -> BreakerState:
     """Close a breaker now (counts cleared), whatever its state."""
     with connections.connection(target) as conn:
-        row = queries.fetch_one(conn, "failures_reset_breaker", breaker=name)
+        row = queries.fetch_one(conn, "breakers_reset", breaker=name)
     if row is None:
         raise BreakerNotFound(f"no circuit breaker named {name!r}")
     return _state(row)

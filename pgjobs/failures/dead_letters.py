@@ -1,7 +1,7 @@
 """Dead letters: jobs that failed for good, in the plain table ``pgjobs.dead_letters``.
 
 A letter is written by a trigger in the same statement that marks its job
-'failed' (see ``sql/schema/20_failures.sql``), so a failed job without a
+'failed' (see ``sql/schema/11_dead_letters.sql``), so a failed job without a
 letter, or a letter for a job that did not fail, cannot exist. The worker that
 failed the job then calls the App's ``on_dead_letter`` hook with it.
 
@@ -93,7 +93,7 @@ async def alert(
     """
     try:
         row = await connector.execute_query_one_async(
-            query=queries.query("failures_get_dead_letter"), id=letter_id
+            query=queries.query("dead_letters_get"), id=letter_id
         )
         (hook or log_dead_letter)(DeadLetter(**row))
     except Exception:
@@ -134,7 +134,7 @@ def list_dead_letters(
     with connections.connection(target) as conn:
         rows = queries.fetch_all(
             conn,
-            "failures_list_dead_letters",
+            "dead_letters_list",
             task=task,
             queue=queue,
             error_type=error_type,
@@ -147,7 +147,7 @@ def list_dead_letters(
 
 def get_dead_letter(target: Target, letter_id: int) -> DeadLetter:
     with connections.connection(target) as conn:
-        row = queries.fetch_one(conn, "failures_get_dead_letter", id=letter_id)
+        row = queries.fetch_one(conn, "dead_letters_get", id=letter_id)
     if row is None:
         raise DeadLetterNotFound(f"no dead letter with id {letter_id}")
     return DeadLetter(**row)
@@ -178,7 +178,7 @@ def replay_dead_letters(
     with connections.connection(target) as conn:
         rows = queries.fetch_all(
             conn,
-            "failures_replay_dead_letters",
+            "dead_letters_replay",
             ids=list(ids) if ids is not None else None,
             task=task,
             queue=queue,
@@ -213,7 +213,7 @@ def purge_dead_letters(
     with connections.connection(target) as conn:
         rows = queries.fetch_all(
             conn,
-            "failures_purge_dead_letters",
+            "dead_letters_purge",
             older_than=older_than,
             replayed_only=replayed_only,
         )

@@ -82,6 +82,5 @@ def unknown_failure(job: procrastinate_jobs.Job, known_task: bool) -> Failure:
 def job_errors(conn: psycopg.Connection[Any], job_id: int) -> list[JobError]:
     """The failed attempts of one job, oldest first."""
     return [
-        JobError(**row)
-        for row in queries.fetch_all(conn, "failures_job_errors", job_id=job_id)
+        JobError(**row) for row in queries.fetch_all(conn, "jobs_errors", job_id=job_id)
     ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime
 import random
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate import jobs as procrastinate_jobs
@@ -152,10 +152,3 @@ def decide(
         )
         return procrastinate_exceptions.JobRetry(allowed)
     return strategy.get_retry_exception(exception=exception, job=job)
-
-
-def as_strategy(value: Any) -> procrastinate_retry.BaseRetryStrategy | None:
-    """Normalise a task's ``retry=`` value (procrastinate's forms included)."""
-    if value is None:
-        return None
-    return procrastinate_retry.get_retry_strategy(value)

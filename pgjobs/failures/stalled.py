@@ -74,7 +74,7 @@ async def rescue_stalled_jobs(
     connector = app.connector
     interval = datetime.timedelta(seconds=stalled_after)
     rows = await connector.execute_query_all_async(
-        query=queries.query("failures_stalled_jobs"),
+        query=queries.query("stalled_jobs"),
         stalled_after=interval,
         limit=limit,
     )
@@ -92,7 +92,7 @@ async def rescue_stalled_jobs(
         job_retry = retries.decide(getattr(task, "retry_strategy", None), error, job)
         decision = job_retry.retry_decision if job_retry is not None else None
         result: dict[str, Any] = await connector.execute_query_one_async(
-            query=queries.query("failures_fail_job_attempt"),
+            query=queries.query("retries_fail_job_attempt"),
             job_id=job.id,
             error_type=type(error).__qualname__,
             error_message=str(error),

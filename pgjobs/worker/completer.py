@@ -27,17 +27,30 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from procrastinate import jobs
 
 from pgjobs.failures import error_history
 from pgjobs.worker import outages, query_errors, reconcile
 
+_W = TypeVar("_W")
+
 #: Most outcomes written by one statement.
 MAX_FINISH = 500
 #: Failed outcome writes in a row after which outcomes go one per write.
 _ONE_BY_ONE_AFTER = 3
+
+
+async def until_written(write: asyncio.Future[_W]) -> _W:
+    """Await ``write`` to its end even if the caller is cancelled meanwhile
+    (the cancellation is raised once it is written): a job whose task is
+    cancelled while its outcome is written ends once it is stored."""
+    try:
+        return await asyncio.shield(write)
+    except asyncio.CancelledError:
+        await write
+        raise
 
 
 class Completer:

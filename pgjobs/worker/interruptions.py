@@ -3,7 +3,7 @@
 A stopping worker (SIGTERM, SIGINT) claims nothing new and lets its running
 jobs finish for ``PGJOBS_SHUTDOWN_GRACE`` seconds, sending heartbeats
 meanwhile. A job still running when the grace ends is *interrupted*, not
-aborted (``pgjobs.worker.worker`` calls ``interrupt_job`` for each):
+aborted (``Interrupter`` calls ``interrupt_job`` for each):
 
 - its run is stopped: an async task is cancelled (``CancelledError`` inside
   it); a sync task's thread cannot be stopped, so it is abandoned (its
@@ -32,15 +32,21 @@ job of a lost worker (``WorkerLost``, an attempt counted).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
 import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from procrastinate import job_context
 from procrastinate import jobs as procrastinate_jobs
 
 from pgjobs.db import queries
 from pgjobs.failures import dead_letters, retries
+from pgjobs.worker import completer
 
 if TYPE_CHECKING:
     from procrastinate import app as procrastinate_app
@@ -160,3 +166,112 @@ def _log(result: Interruption, max_interruptions: int) -> None:
             "runs longer than the shutdown grace",
             extra=extra,
         )
+
+
+class Interrupter:
+    """A stopping worker's hand-backs: stops the jobs still running when its
+    grace ends and hands each back (``interrupt_job``) through the
+    completer, so a lost connection is retried like any outcome write."""
+
+    def __init__(
+        self,
+        app: procrastinate_app.App,
+        *,
+        logger: logging.Logger,
+        record: Callable[
+            [int, Callable[[], Awaitable[Any]]], Coroutine[Any, Any, None]
+        ],
+        free_slot: Callable[[job_context.JobContext], None],
+        slot_freed: Callable[[job_context.JobContext], bool],
+        job_ids_to_abort: dict[int, job_context.AbortReason],
+        worker_id: Callable[[], int | None],
+        grace: float | None,
+        max_interruptions: int,
+        delete_job: bool,
+    ) -> None:
+        self._app = app
+        self._logger = logger
+        self._record = record
+        self._free_slot = free_slot
+        self._slot_freed = slot_freed
+        self._job_ids_to_abort = job_ids_to_abort
+        self._worker_id = worker_id
+        #: The shutdown grace (None: wait for every job, procrastinate's default).
+        self.grace = grace
+        self.max_interruptions = max(1, max_interruptions)
+        self._delete_job = delete_job
+        #: Jobs still running when the shutdown grace ended, being handed back.
+        self.interrupted: set[int] = set()
+
+    async def finish(
+        self,
+        running: dict[asyncio.Task[Any], job_context.JobContext],
+        log_extra: Callable[..., dict[str, Any]],
+    ) -> None:
+        """A stopping worker's running jobs: wait up to the grace for them to
+        finish, then hand back the ones still running."""
+        now = time.time()
+        for context in running.values():
+            duration = now - context.start_timestamp
+            self._logger.info(
+                f"Waiting for job to finish: worker: {context.job.call_string} "
+                f"(started {duration:.3f} s ago)",
+                extra=log_extra(context=None, action="ending_job", job_result=None),
+            )
+        if running:
+            await asyncio.wait(running, timeout=self.grace)
+        if running:
+            await self.interrupt(running)
+
+    async def interrupt(
+        self, running: dict[asyncio.Task[Any], job_context.JobContext]
+    ) -> None:
+        """The grace is over: stop every job whose code still runs (an async
+        one is cancelled, a sync one's thread is abandoned) and hand it back;
+        outcomes already on their way are written as usual."""
+        still = [
+            (task, context)
+            for task, context in running.items()
+            if not self._slot_freed(context) and context.job.id is not None
+        ]
+        if still:
+            ids = [context.job.id for _, context in still]
+            self._logger.warning(
+                "%d job(s) still running after the %g s shutdown grace: handing "
+                "them back to the queue (PGJOBS_SHUTDOWN_GRACE): %s",
+                len(still),
+                self.grace or 0,
+                ids,
+                extra={"action": "jobs_interrupted", "job_ids": ids},
+            )
+        for task, context in still:
+            assert context.job.id is not None
+            self._job_ids_to_abort[context.job.id] = job_context.AbortReason.SHUTDOWN
+            self.interrupted.add(context.job.id)
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def hand_back(
+        self, job: procrastinate_jobs.Job, context: job_context.JobContext
+    ) -> None:
+        """Record an interrupted job's interruption; returns once it is
+        stored, even if cancelled meanwhile."""
+        assert job.id is not None
+        worker_id = self._worker_id()
+        assert worker_id is not None
+        self._free_slot(context)
+        call = functools.partial(
+            interrupt_job,
+            self._app,
+            job,
+            worker_id=worker_id,
+            grace=self.grace or 0,
+            max_interruptions=self.max_interruptions,
+            delete_job=self._delete_job,
+        )
+        stored = asyncio.create_task(self._record(job.id, call))
+        try:
+            await completer.until_written(stored)
+        finally:
+            self.interrupted.discard(job.id)
+            self._job_ids_to_abort.pop(job.id, None)

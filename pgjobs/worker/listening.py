@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -61,24 +62,60 @@ PROBE_TIMEOUT = 1.0
 #: Default poll interval when LISTEN works (procrastinate's) and when not.
 POLL_WITH_LISTEN = 5.0
 POLL_WITHOUT_LISTEN = 1.0
+#: procrastinate's per-queue NOTIFY channel prefix (names stop at 63 bytes).
+QUEUE_CHANNEL = "procrastinate_queue_v1#"
 #: Rounds of the sticky-session test.
 _STICKY_ROUNDS = 3
 #: Server connections looked at to find the probe's again.
 _UNLISTEN_TRIES = 10
 
 
-class Wakeups:
-    """One worker's choice between LISTEN and polling, made once."""
+class Listener:
+    """One worker's wake-ups: the choice between LISTEN and polling, made
+    once, then procrastinate's LISTEN loop (the worker's ``listener`` side
+    task, restarted after a lost connection)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        connector: Any,
+        job_manager: Any,
+        *,
+        queues: Iterable[str] | None,
+        new_job_event: asyncio.Event,
+        on_notification: Callable[..., Awaitable[None]],
+        on_connected: Callable[[], None],
+        set_poll_interval: Callable[[float], None],
+    ) -> None:
+        self._connector = connector
+        self._job_manager = job_manager
+        self._queues = list(queues) if queues else None
+        self._new_job_event = new_job_event
+        self._on_notification = on_notification
+        self._on_connected = on_connected
+        self._set_poll_interval = set_poll_interval
         self.listening: bool | None = None
 
-    async def ready(self, worker: Any) -> bool:
+    async def listen(self) -> None:
+        # (Re)connected: jobs may have arrived while nobody listened.
+        self._new_job_event.set()
+        if hasattr(self._connector, "on_listen_connected"):
+            self._connector.on_listen_connected = self._on_connected
+        if not await self.ready():
+            self._new_job_event.set()  # the poll interval just changed
+            await asyncio.Event().wait()  # polling: nothing to listen to
+        queues = self._queues
+        if queues and any(len(f"{QUEUE_CHANNEL}{q}".encode()) > 63 for q in queues):
+            queues = None  # no channel of its own: listen to every queue
+        await self._job_manager.listen_for_jobs(
+            on_notification=self._on_notification, queues=queues
+        )
+
+    async def ready(self) -> bool:
         """Decide (first call only) and set the worker's poll interval;
         True when the worker should LISTEN."""
         if self.listening is not None:
             return self.listening
-        connector = worker.app.connector
+        connector = self._connector
         settings = getattr(connector, "settings", None)
         probe = getattr(connector, "_get_standalone_connection", None)
         if settings is None or probe is None:  # not pgjobs' connector
@@ -93,25 +130,26 @@ class Wakeups:
             else "the database connection"
         )
         if works:
-            worker.fetch_job_polling_interval = chosen or POLL_WITH_LISTEN
+            interval = chosen or POLL_WITH_LISTEN
             logger.info(
                 "new jobs wake this worker by LISTEN/NOTIFY on %s; it also "
                 "polls every %g s (PGJOBS_POLL_INTERVAL)",
                 where,
-                worker.fetch_job_polling_interval,
+                interval,
                 extra={"action": "wakeups", "listen": True},
             )
         else:
-            worker.fetch_job_polling_interval = chosen or POLL_WITHOUT_LISTEN
+            interval = chosen or POLL_WITHOUT_LISTEN
             logger.warning(
                 "LISTEN/NOTIFY does not reach this worker on %s (a transaction "
                 "pooler?): polling for new jobs every %g s (PGJOBS_POLL_INTERVAL); "
                 "set PGJOBS_LISTEN_DATABASE_URL to a direct or session-pooled "
                 "connection for instant wake-ups",
                 where,
-                worker.fetch_job_polling_interval,
+                interval,
                 extra={"action": "wakeups", "listen": False},
             )
+        self._set_poll_interval(interval)
         self.listening = works
         return works
 
@@ -131,7 +169,13 @@ async def listen_works(connector: Any, timeout: float = PROBE_TIMEOUT) -> bool:
         await connector.execute_query_async(
             query=queries.query("listening_notify"), channel=channel
         )
+        # Read to the end (stop_after=1 ends the loop): a generator left
+        # suspended holds the connection's lock until the garbage collector
+        # finalises it, and the connection's close waits for that lock.
+        received = False
         async for _ in conn.notifies(timeout=timeout, stop_after=1):
+            received = True
+        if received:
             return True  # closing the connection ends its LISTEN
         # Shielded: a worker stopping meanwhile still cleans up.
         await asyncio.shield(_unlisten(conn, pid, channel))

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -180,3 +180,50 @@ async def retrying(
             await asyncio.sleep(delay)
         elif await wait(delay):
             return None
+
+
+class Troubles(Protocol):
+    """Where failures that are not an outage are logged
+    (``pgjobs.worker.query_errors.Streaks``)."""
+
+    def failed(self, where: str, exc: BaseException, delay: float) -> None: ...
+
+
+class PoolRecovery:
+    """What a worker does when one of its loops lost its connection: log the
+    outage (once, through ``outage``) and drop the pool's dead connections,
+    so the retry gets a live one instead of the next dead one."""
+
+    def __init__(
+        self,
+        connector: Any,
+        *,
+        outage: Outage,
+        trouble: Troubles,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._connector = connector
+        self._outage = outage
+        self._trouble = trouble
+        self._stopping = stopping
+        self._checking = False
+
+    async def __call__(self, where: str, exc: BaseException, delay: float) -> None:
+        if where == "listener" and connections.no_free_slot(exc):
+            # The pool works; only the LISTEN connection finds no slot.
+            self._trouble.failed("opening the LISTEN connection", exc, delay)
+            return
+        self._outage.failed(where, exc, delay)
+        reopen = getattr(self._connector, "reopen", None)
+        if reopen is not None and not self._stopping():
+            await reopen()  # psycopg_pool closed it: it would refuse forever
+        pool = getattr(self._connector, "_async_pool", None)
+        if pool is None or self._checking:
+            return
+        self._checking = True
+        try:
+            await asyncio.wait_for(pool.check(), timeout=5)
+        except Exception:  # best effort; the retry will tell
+            pass
+        finally:
+            self._checking = False

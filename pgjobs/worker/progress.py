@@ -30,7 +30,7 @@ def report_progress(
 ) -> None:
     """Store the job's progress (from a sync task)."""
     context.app.connector.get_sync_connector().execute_query(
-        query=queries.query("failures_set_progress"),
+        query=queries.query("progress_set"),
         **_params(context, percent, message),
     )
 
@@ -40,6 +40,6 @@ async def report_progress_async(
 ) -> None:
     """Store the job's progress (from an async task)."""
     await context.app.connector.execute_query_async(
-        query=queries.query("failures_set_progress"),
+        query=queries.query("progress_set"),
         **_params(context, percent, message),
     )

@@ -21,7 +21,8 @@ pins the procrastinate code it replaces):
   go in the next one (``pgjobs.finish_jobs``). A job's task ends only once
   its outcome is stored. Failures keep the per-job path (error history,
   retry decision, dead letter in one statement). Both are
-  ``pgjobs.worker.completer``'s.
+  ``pgjobs.worker.completer``'s; claims and prefetch are
+  ``pgjobs.worker.claimer``'s.
 - **Slots free when the task returns**: ``concurrency`` bounds the jobs
   whose task code runs; a job whose code has returned gives its slot to the
   next claim while its outcome is being written (the claim and the write go
@@ -43,12 +44,15 @@ pins the procrastinate code it replaces):
 - **Less Python per job**: a task's kind and middleware chain are worked
   out once per task, log messages are built only when emitted
   (``pgjobs.worker.executor``), and a success's outcome is awaited without
-  a task of its own (``_record``).
+  a task of its own (``pgjobs.worker.outcomes``).
+- **Deploys**: jobs still running when the shutdown grace ends are handed
+  back to the queue (``pgjobs.worker.interruptions``).
 - **Outages**: every loop that talks to the database (the start, claims,
   outcomes, heartbeat, listener, periodic deferrer, abort polling, pgjobs'
   side tasks) retries a lost connection with capped, jittered backoff
-  instead of stopping the worker; ``pgjobs.worker.outages`` logs one line when
-  the database goes away and one when it is back. A job that ended during
+  instead of stopping the worker (``pgjobs.worker.starting`` for the
+  start); ``pgjobs.worker.outages`` logs one line when the database goes
+  away and one when it is back. A job that ended during
   an outage keeps its outcome in memory and is written when the database
   is back.
 - **Database errors that are not a lost connection** (a lock or statement
@@ -65,39 +69,34 @@ pins the procrastinate code it replaces):
 from __future__ import annotations
 
 import asyncio
-import collections
-import dataclasses
 import functools
 import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from procrastinate import job_context, jobs, utils
 from procrastinate import worker as procrastinate_worker
 
-from pgjobs.db import connections
 from pgjobs.failures import error_history
 from pgjobs.worker import (
+    claimer,
     completer,
     executor,
     interruptions,
     listening,
     outages,
+    outcomes,
     query_errors,
     reconcile,
+    starting,
 )
 
 SideTask = Callable[["Worker"], Awaitable[None]]
 #: A start-up step: what it does (for the outage log) and the call.
 StartStep = tuple[str, Callable[[], Awaitable[Any]]]
-_T = TypeVar("_T")
 
-#: procrastinate's per-queue NOTIFY channel prefix (names stop at 63 bytes).
-_QUEUE_CHANNEL = "procrastinate_queue_v1#"
-#: Most jobs claimed by one statement (also bounded by free slots).
-MAX_CLAIM = 100
 #: procrastinate's per-job log actions and the level they are logged at:
 #: their extras (the job serialised as a dict) are only built when a record
 #: at that level would be emitted (two per job otherwise, for nothing).
@@ -112,36 +111,29 @@ _JOB_ACTION_LEVELS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class _Claim:
-    """One claim: the slots it took, the most jobs it asked for, the jobs
-    (those past ``slots`` prefetched), and what it saw of the outcomes
-    being written when it started."""
-
-    slots: int
-    limit: int
-    claimed: list[jobs.Job]
-    written_before: int
-    in_flight: bool
-
-
 class Worker(procrastinate_worker.Worker):
     """procrastinate's worker with pgjobs' hot path (see the module docstring).
+
+    It wires the parts: ``claimer.Claimer`` (slots, claims, prefetch),
+    ``executor.Executor`` (running one job), ``completer.Completer``
+    (outcome writes), ``interruptions.Interrupter`` (hand-backs at the end
+    of the shutdown grace), ``reconcile.Reconciler`` (the heartbeat's check)
+    and ``outages.PoolRecovery`` (a lost connection). Each is given what it
+    needs and calls back through the functions it is given.
 
     procrastinate's private methods it overrides, together in the first
     section below (``tests/worker/test_hot_path.py`` pins procrastinate's code of
     each, and of ``_run_loop``, which runs them):
 
     - ``run``: a start that outlives outages, warms the pool, freezes gc;
-    - ``_fetch_and_process_jobs``: batch claims and prefetch;
-    - ``_process_job``: delegates to ``pgjobs.worker.executor``;
-    - ``_persist_job_status``: a failure's write, through
-      ``pgjobs.worker.completer``, with the attempt's failure;
+    - ``_fetch_and_process_jobs``: the claimer's batch claims and prefetch;
+    - ``_process_job``: the executor's;
+    - ``_persist_job_status``: a failure's write, through the completer,
+      with the attempt's failure;
     - ``_shutdown``: heartbeats through the grace, jobs handed back after it;
     - ``_start_side_tasks``: pgjobs' side tasks, each restarted after a lost
       connection;
-    - ``_update_heartbeat``: the heartbeat that reconciles
-      (``pgjobs.worker.reconcile``);
+    - ``_update_heartbeat``: the heartbeat that reconciles;
     - ``_poll_jobs_to_abort``: no traceback per failed poll;
     - ``_log_extra``: a job's extras built only when logged.
 
@@ -166,22 +158,44 @@ class Worker(procrastinate_worker.Worker):
         #: Run once registered, before the first claim (retried like the
         #: registration): e.g. storing the declared limits.
         self.start_steps = list(start_steps or [])
-        self.prefetch = max(0, prefetch)
-        self.max_interruptions = max(1, max_interruptions)
-        # Jobs still running when the shutdown grace ended, being handed back.
-        self._interrupted: set[int] = set()
-        # Claimed beyond the free slots, in start order (see the docstring).
-        self._prefetched: collections.deque[jobs.Job] = collections.deque()
+        #: Called when a claim finds nothing more to start (the queue is
+        #: empty, or what waits is held back): see pgjobs.worker.limit_waits.
+        self.on_idle: list[Callable[[], None]] = []
         self.outage = outages.Outage()
         self.trouble = query_errors.Streaks()
-        self._wakeups = listening.Wakeups()
         #: Set when claims fail in a way retrying cannot cure: what to change.
         self.misconfigured: str | None = None
-        self.reconciler = reconcile.Reconciler(self.app.job_manager, self._held_job_ids)
+        manager = self.app.job_manager
+        self._connection_lost = outages.PoolRecovery(
+            self.app.connector,
+            outage=self.outage,
+            trouble=self.trouble,
+            stopping=self._stop_event.is_set,
+        )
+        self.claimer = claimer.Claimer(
+            manager,
+            logger=self.logger,
+            semaphore=self._job_semaphore,
+            stop_event=self._stop_event,
+            new_job_event=self._new_job_event,
+            queues=self.queues,
+            prefetch=prefetch,
+            drain=not self.wait,
+            outage=self.outage,
+            trouble=self.trouble,
+            connection_lost=self._connection_lost,
+            worker_id=lambda: self.worker_id,
+            running_ids=self._running_ids,
+            start_job=self._start_job,
+            starting=lambda: self._completer.starting(),
+            start_prefetched=lambda job: self._completer.start(job),
+            misconfigured=self._misconfigured,
+            idle=self._idle,
+        )
+        self.reconciler = reconcile.Reconciler(manager, self._held_job_ids)
         self.outage.on_recovered.append(self.reconciler.reconnected)
-        self._outcomes_written = asyncio.Event()
         self._completer = completer.Completer(
-            self.app.job_manager,
+            manager,
             logger=self.logger,
             reconciler=self.reconciler,
             outage=self.outage,
@@ -191,20 +205,23 @@ class Worker(procrastinate_worker.Worker):
             worker_id=lambda: self.worker_id,
             stopping=self._stop_event.is_set,
             on_started=self._start_job,
-            on_not_started=self._not_started,
-            on_skipped=self._release_slot,
+            on_not_started=self.claimer.not_started,
+            on_skipped=self.claimer.release_slot,
             on_stored=self._new_job_event.set,
-            on_written=self._outcomes_written.set,
+            on_written=self.claimer.outcomes_written,
         )
-        self._claim_unsure = False
-        self._checking_pool = False
-        #: Called when a claim finds nothing more to start (the queue is
-        #: empty, or what waits is held back): see pgjobs.worker.limit_waits.
-        self.on_idle: list[Callable[[], None]] = []
-        # Jobs (by context) whose slot was freed when their task returned,
-        # set when the last of them has its outcome written.
-        self._slot_freed: set[int] = set()
-        self._outcomes_written_total = 0
+        self._interrupter = interruptions.Interrupter(
+            self.app,
+            logger=self.logger,
+            record=self._completer.record_interruption,
+            free_slot=self.claimer.free_slot,
+            slot_freed=self.claimer.slot_freed,
+            job_ids_to_abort=self._job_ids_to_abort,
+            worker_id=lambda: self.worker_id,
+            grace=self.shutdown_graceful_timeout,
+            max_interruptions=max_interruptions,
+            delete_job=self.delete_jobs == jobs.DeleteJobCondition.ALWAYS,
+        )
         self._executor = executor.Executor(
             find_task=lambda name: self.app.tasks.get(name),
             worker=self,
@@ -213,23 +230,50 @@ class Worker(procrastinate_worker.Worker):
             logger=self.logger,
             log_extra=self._log_extra,
             log_outcome=self._log_job_outcome,
-            interrupted=self._interrupted.__contains__,
-            record=self._record,
+            interrupted=self._interrupter.interrupted.__contains__,
+            record=lambda outcome: self._outcomes.record(outcome),
         )
+        self._listener = listening.Listener(
+            self.app.connector,
+            manager,
+            queues=self.queues,
+            new_job_event=self._new_job_event,
+            on_notification=self._handle_notification,
+            on_connected=functools.partial(
+                self.trouble.recovered, "opening the LISTEN connection"
+            ),
+            set_poll_interval=self._set_poll_interval,
+        )
+        self._outcomes = outcomes.Outcomes(
+            completer=self._completer,
+            free_slot=self.claimer.free_slot,
+            hand_back=self._interrupter.hand_back,
+            persist=self._persist_job_status,
+            record_failure=self._completer.record_failure,
+            delete_jobs=self.delete_jobs,
+            job_ids_to_abort=self._job_ids_to_abort,
+            logger=self.logger,
+            log_extra=self._log_extra,
+        )
+
+    @property
+    def prefetch(self) -> int:
+        return self.claimer.prefetch
 
     # -- procrastinate's methods, overridden (see the class docstring) ---------
 
     async def run(self) -> None:
-        """procrastinate's ``Worker.run``, with a start that outlives outages.
-
-        Pruning stalled workers and registering this one retry a lost
-        connection like every other loop (procrastinate's worker died there
-        with a traceback when the database went away as it started).
-        """
+        """procrastinate's ``Worker.run``, with a start that outlives outages
+        (``pgjobs.worker.starting``)."""
         # A stop requested from here on must stick (procrastinate clears a
         # stale one before its first await too).
         self._stop_event.clear()
-        await self._warm_pool()
+        await starting.warm_pool(
+            self.app.connector,
+            concurrency=self.concurrency,
+            stop_event=self._stop_event,
+            logger=self.logger,
+        )
         if self.freeze_gc:
             # Everything loaded so far (modules, the app, its tasks) lives as
             # long as the worker's process: out of the collector's reach, a
@@ -237,23 +281,27 @@ class Worker(procrastinate_worker.Worker):
             # ms pauses of the whole worker under load every few tens of s).
             # Process-wide, so only when the worker owns the process.
             gc.freeze()
-        manager = self.app.job_manager
-        pruned = await self._starting(
-            "pruning stalled workers",
-            functools.partial(
-                manager.prune_stalled_workers, self.stalled_worker_timeout
-            ),
-        )
-        if pruned:
-            self.logger.debug("Pruned stalled workers: %s", pruned)
-        worker_id = await self._starting(
-            "registering the worker", manager.register_worker
+        worker_id = await starting.register(
+            self.app.job_manager,
+            stalled_worker_timeout=self.stalled_worker_timeout,
+            settings=getattr(self.app, "settings", None),
+            outage=self.outage,
+            lost=self._lost,
+            stop_event=self._stop_event,
+            logger=self.logger,
         )
         if worker_id is None:  # asked to stop while the database was away
             return
         self.worker_id = worker_id
         for what, step in self.start_steps:
-            await self._starting(what, step)
+            await starting.retry_start(
+                what,
+                step,
+                settings=getattr(self.app, "settings", None),
+                outage=self.outage,
+                lost=self._lost,
+                stop_event=self._stop_event,
+            )
         self.run_task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
         loop_task = asyncio.create_task(self._run_loop(), name="worker loop")  # type: ignore[no-untyped-call]
@@ -272,15 +320,16 @@ class Worker(procrastinate_worker.Worker):
     async def _fetch_and_process_jobs(self) -> None:
         """Claim jobs for every free slot until none is left or asked to stop."""
         try:
-            await self._claim_while_slots_free()
+            await self.claimer.claim_while_slots_free()
         finally:
-            if self._stop_event.is_set() and self.prefetch:
-                await self._release_prefetched()
+            if self._stop_event.is_set():
+                await self.claimer.release_prefetched()
 
     async def _process_job(self, context: job_context.JobContext) -> None:
         """procrastinate's ``Worker._process_job``: the same outcomes, retry
         decisions and log records, with less work per job
-        (pgjobs.worker.executor runs the job, ``_record`` writes its outcome)."""
+        (pgjobs.worker.executor runs the job, pgjobs.worker.outcomes writes
+        its outcome)."""
         await self._executor.run(context)
 
     async def _persist_job_status(
@@ -293,28 +342,9 @@ class Worker(procrastinate_worker.Worker):
         failure: error_history.Failure | None = None,
     ) -> None:
         """procrastinate's, with the attempt's failure (the error row:
-        pgjobs.failures.error_history) passed on to the JobManager."""
-        assert job.id is not None
-        if retry_decision is None and status != jobs.Status.FAILED:
-            await self._store_outcome(job, status, context)
-            return
-        self._free_slot(context)
-        # Failures and retries: one job at a time (error row, dead letter).
-        stored = await self._completer.record_failure(
-            job, status, retry_decision, failure, self._delete_job(status)
-        )
-        if not stored:
-            return
-        # The end of procrastinate's _persist_job_status.
-        self._job_ids_to_abort.pop(job.id, None)
-        self.logger.debug(
-            f"Acknowledged job completion {job.call_string}",
-            extra=self._log_extra(
-                action="finish_task",
-                context=context,
-                status=status,
-                job_result=job_result,
-            ),
+        pgjobs.failures.error_history): ``Outcomes.persist``."""
+        await self._outcomes.persist(
+            job, status, retry_decision, context, job_result, failure
         )
 
     async def _shutdown(self, side_tasks: list[asyncio.Task[Any]]) -> None:
@@ -328,22 +358,7 @@ class Worker(procrastinate_worker.Worker):
         await utils.cancel_and_capture_errors(
             [t for t in side_tasks if t not in beating]
         )
-        now = time.time()
-        for context in self._running_jobs.values():
-            duration = now - context.start_timestamp
-            self.logger.info(
-                f"Waiting for job to finish: worker: {context.job.call_string} "
-                f"(started {duration:.3f} s ago)",
-                extra=self._log_extra(
-                    context=None, action="ending_job", job_result=None
-                ),
-            )
-        if self._running_jobs:
-            await asyncio.wait(
-                self._running_jobs, timeout=self.shutdown_graceful_timeout
-            )
-        if self._running_jobs:
-            await self._interrupt_running_jobs()
+        await self._interrupter.finish(self._running_jobs, self._log_extra)
         await utils.cancel_and_capture_errors(beating)
         assert self.worker_id is not None
         await self.app.job_manager.unregister_worker(self.worker_id)
@@ -363,7 +378,7 @@ class Worker(procrastinate_worker.Worker):
             ("poll_jobs_to_abort", self._poll_jobs_to_abort),
         ]
         if self.listen_notify:
-            factories.append(("listener", self._listen))
+            factories.append(("listener", self._listener.listen))
         for factory in self.extra_side_tasks:
             name = getattr(factory, "__name__", "pgjobs_side_task")
             factories.append((name, functools.partial(factory, self)))
@@ -411,268 +426,36 @@ class Worker(procrastinate_worker.Worker):
         )
         return extra
 
-    # -- starting ----------------------------------------------------------
-
-    async def _starting(
-        self, what: str, call: Callable[[], Awaitable[_T]]
-    ) -> _T | None:
-        """Run a start-up query, retrying a lost connection until it works;
-        None if the worker is asked to stop meanwhile."""
-
-        async def once() -> _T:
-            result = await call()
-            self.outage.recovered()
-            return result
-
-        async def failed(exc: BaseException, delay: float) -> bool:
-            if connections.is_read_only(exc):  # pointed at a hot standby
-                raise connections.read_only(self.app.settings) from None  # type: ignore[attr-defined]
-            return await self._lost(what, exc, delay)
-
-        return await outages.retrying(
-            once,
-            failed,
-            wait=functools.partial(outages.sleep_or_stop, stop=self._stop_event),
-        )
-
-    async def _warm_pool(self) -> None:
-        """Open the connections the worker will need before the first job.
-
-        Under load a worker uses a connection per claim, per outcome write
-        and per running task that talks to the database; a pool that grows
-        only when the load arrives adds a connection set-up (several ms, one
-        at a time) to the first jobs' latency, and again after every idle
-        period long enough for the pool to shrink.
-        """
-        pool = getattr(self.app.connector, "_async_pool", None)
-        if pool is None:
-            return
-        target = min(pool.max_size, self.concurrency + 2)
-        if pool.min_size >= target:
-            return
-        await pool.resize(min_size=target, max_size=pool.max_size)
-        # Not pool.wait(): on a timeout (a server short of connection slots)
-        # it closes the pool for good. The pool keeps filling meanwhile.
-        deadline = time.monotonic() + 10
-        while pool.get_stats().get("pool_size", target) < target:
-            if time.monotonic() > deadline or self._stop_event.is_set():
-                self.logger.warning(
-                    "only %d of the %d connections this worker uses are open "
-                    "after 10 s (the database short of connection slots?): "
-                    "working with them, more open as slots free",
-                    pool.get_stats().get("pool_size", 0),
-                    target,
-                    extra={"action": "pool_short"},
-                )
-                return
-            await asyncio.sleep(0.05)
-
-    async def _connection_lost(
-        self, where: str, exc: BaseException, delay: float
-    ) -> None:
-        """Log the outage (once) and drop the pool's dead connections, so the
-        retry gets a live one instead of the next dead one."""
-        if where == "listener" and connections.no_free_slot(exc):
-            # The pool works; only the LISTEN connection finds no slot.
-            self.trouble.failed("opening the LISTEN connection", exc, delay)
-            return
-        self.outage.failed(where, exc, delay)
-        reopen = getattr(self.app.connector, "reopen", None)
-        if reopen is not None and not self._stop_event.is_set():
-            await reopen()  # psycopg_pool closed it: it would refuse forever
-        pool = getattr(self.app.connector, "_async_pool", None)
-        if pool is None or self._checking_pool:
-            return
-        self._checking_pool = True
-        try:
-            await asyncio.wait_for(pool.check(), timeout=5)
-        except Exception:  # best effort; the retry will tell
-            pass
-        finally:
-            self._checking_pool = False
-
-    # -- claiming ----------------------------------------------------------
-
-    async def _claim_while_slots_free(self) -> None:
-        while not self._stop_event.is_set():
-            claim = await outages.retrying(
-                self._claim,
-                self._claim_failed,
-                wait=functools.partial(outages.sleep_or_stop, stop=self._stop_event),
-            )
-            if claim is None:  # stopping
-                return
-            self.outage.recovered()
-            self.trouble.recovered("claiming jobs")
-            slots, limit, claimed = claim.slots, claim.limit, claim.claimed
-            if self._claim_unsure:
-                await self._reclaim_unstarted(claimed)
-            for _ in range(slots - len(claimed)):
-                self._job_semaphore.release()
-            for job in claimed[:slots]:
-                self._start_job(job)
-            self._prefetched.extend(claimed[slots:])
-            if len(claimed) < limit:
-                if not self.wait and (
-                    self._prefetched
-                    or self._completer.starting()
-                    or claim.in_flight
-                    or self._slot_freed
-                    or self._outcomes_written_total != claim.written_before
-                ):
-                    # Draining (wait=False): an outcome written during the
-                    # claim may put a job back (a retry) or free a lock:
-                    # look again once they are all written before calling
-                    # the queue empty.
-                    await self._wait_outcomes_written()
-                    continue
-                for hook in self.on_idle:
-                    hook()
-                return  # the queue is empty for now: wait for a notification
+    # -- the parts' callbacks ------------------------------------------------
 
     def wake(self) -> None:
         """Claim again now, as on an enqueue's notification."""
         self._new_job_event.set()
 
-    async def _claim(self) -> _Claim | None:
-        """Wait for a free slot, take every free one and claim jobs for them
-        (None: asked to stop meanwhile); a failed claim frees its slots."""
-        if self._job_semaphore.locked():
-            acquire = asyncio.create_task(self._job_semaphore.acquire())
-            await utils.wait_any(acquire, self._stop_event.wait())
-            if self._stop_event.is_set():
-                if acquire.done():
-                    self._job_semaphore.release()
-                else:
-                    acquire.cancel()
-                return None
-        else:  # a free slot: no task to wait for it
-            await self._job_semaphore.acquire()
-        slots = 1
-        while slots < MAX_CLAIM and not self._job_semaphore.locked():
-            await self._job_semaphore.acquire()  # free: returns at once
-            slots += 1
-        self._new_job_event.clear()
-        assert self.worker_id is not None
-        # Outcomes being written while the claim runs may put a job back
-        # (a retry) after the claim's snapshot was taken.
-        written_before = self._outcomes_written_total
-        in_flight = bool(self._slot_freed)
-        limit = slots + max(0, self.prefetch - len(self._prefetched))
-        try:
-            claimed = await self.app.job_manager.fetch_jobs(  # type: ignore[attr-defined]
-                queues=list(self.queues) if self.queues else None,
-                worker_id=self.worker_id,
-                limit=limit,
-                start=slots if limit > slots else None,
-            )
-        except Exception:
-            for _ in range(slots):
-                self._job_semaphore.release()
-            raise
-        return _Claim(slots, limit, claimed, written_before, in_flight)
+    def _idle(self) -> None:
+        for hook in self.on_idle:
+            hook()
 
-    async def _claim_failed(self, exc: BaseException, delay: float) -> bool:
-        """A claim failed: retry after ``delay`` (True), or stop the worker
-        on a misconfiguration (False)."""
-        if outages.is_connection_error(exc):
-            await self._connection_lost("claiming jobs", exc, delay)
-            # The claim may have committed before its reply was lost.
-            self._claim_unsure = True
-            return True
-        if not query_errors.is_database_error(exc):
-            raise exc
-        hint = query_errors.misconfiguration(exc)
-        if hint is not None:
-            self.misconfigured = (
-                f"cannot claim jobs ({query_errors.describe(exc)}): {hint}"
-            )
-            self.logger.error(
-                "stopping: %s",
-                self.misconfigured,
-                extra={"action": "worker_misconfigured"},
-            )
-            self.stop()  # type: ignore[no-untyped-call]
-            return False
-        self.trouble.failed("claiming jobs", exc, delay)
-        return True
-
-    async def _release_prefetched(self) -> None:
-        """Stopping: put the prefetched jobs not started back in the queue."""
-        assert self.worker_id is not None
-        # Starts already on their way to the database settle first (a
-        # stopping worker starts none of them; see Completer._start_recorded).
-        while self._completer.starting():
-            self._outcomes_written.clear()
-            await self._outcomes_written.wait()
-        self._prefetched.clear()
-        running = [c.job.id for c in self._running_jobs.values() if c.job.id]
-        try:
-            released = await self.app.job_manager.release_unstarted_jobs(  # type: ignore[attr-defined]
-                self.worker_id, running
-            )
-        except Exception as exc:
-            if not outages.is_connection_error(exc):
-                raise
-            self.logger.warning(
-                "prefetched jobs not put back, the database is unavailable: "
-                "they will be rescued as stalled (%s)",
-                outages.describe(exc),
-                extra={"action": "prefetch_release_failed"},
-            )
-            return
-        self._log_put_back(
-            logging.INFO, "prefetched job(s) not started", "prefetch_released", released
+    def _misconfigured(self, what: str) -> None:
+        """Claims fail in a way retrying cannot cure: stop, saying why."""
+        self.misconfigured = what
+        self.logger.error(
+            "stopping: %s", what, extra={"action": "worker_misconfigured"}
         )
+        self.stop()  # type: ignore[no-untyped-call]
 
-    async def _wait_outcomes_written(self) -> None:
-        while (
-            self._slot_freed or self._completer.starting()
-        ) and not self._stop_event.is_set():
-            self._outcomes_written.clear()
-            await utils.wait_any(self._outcomes_written.wait(), self._stop_event.wait())
+    def _set_poll_interval(self, seconds: float) -> None:
+        self.fetch_job_polling_interval = seconds
 
-    async def _reclaim_unstarted(self, claimed: list[jobs.Job]) -> None:
-        """After a claim failed mid-way: put back the jobs claimed for this
-        worker that it is not running (they would wait for its death)."""
-        assert self.worker_id is not None
-        running = [c.job.id for c in self._running_jobs.values() if c.job.id]
-        ours = (*claimed, *self._prefetched, *self._completer.starting())
-        running += [job.id for job in ours if job.id]
-        released = await self.app.job_manager.release_unstarted_jobs(  # type: ignore[attr-defined]
-            self.worker_id, running
-        )
-        self._claim_unsure = False
-        self._log_put_back(
-            logging.WARNING,
-            "job(s) whose claim reply was lost",
-            "claim_released",
-            released,
-        )
-        if released:
-            self._new_job_event.set()
+    def _running_ids(self) -> list[int]:
+        return [c.job.id for c in self._running_jobs.values() if c.job.id]
 
     def _held_job_ids(self) -> list[int]:
         """Jobs this worker holds: running or writing their outcome,
         prefetched, or about to start (what its heartbeat reports)."""
-        ids = [c.job.id for c in self._running_jobs.values()]
-        ids += [job.id for job in (*self._prefetched, *self._completer.starting())]
-        return [job_id for job_id in ids if job_id is not None]
-
-    def _log_put_back(
-        self, level: int, what: str, action: str, released: list[int]
-    ) -> None:
-        if released:
-            self.logger.log(
-                level,
-                "put back %d %s: %s",
-                len(released),
-                what,
-                released,
-                extra={"action": action, "job_ids": released},
-            )
-
-    # -- running -----------------------------------------------------------
+        ids = self._running_ids()
+        held = (*self.claimer.held(), *self._completer.starting())
+        return ids + [job.id for job in held if job.id is not None]
 
     def _start_job(self, job: jobs.Job) -> None:
         """procrastinate's job start (``Worker._fetch_and_process_jobs``)."""
@@ -696,151 +479,7 @@ class Worker(procrastinate_worker.Worker):
         job_task.add_done_callback(self._on_job_complete)
 
     def _on_job_complete(self, task: asyncio.Task[Any]) -> None:
-        context = self._running_jobs.pop(task)
-        if id(context) in self._slot_freed:
-            self._slot_freed.discard(id(context))
-            self._outcomes_written_total += 1
-            if not self._slot_freed:
-                self._outcomes_written.set()
-        else:
-            self._release_slot()
-
-    def _free_slot(self, context: job_context.JobContext) -> None:
-        """The job's code has returned: its slot can take the next job."""
-        if id(context) not in self._slot_freed:
-            self._slot_freed.add(id(context))
-            self._release_slot()
-
-    def _release_slot(self) -> None:
-        """A free slot goes to the next prefetched job, else to the claims.
-
-        The prefetched job holds the slot from now on, and starts once its
-        'started' event is stored (``Completer.start``).
-        """
-        if self._prefetched and not self._stop_event.is_set():
-            self._completer.start(self._prefetched.popleft())
-        else:
-            self._job_semaphore.release()
-
-    def _not_started(self, prefetched: list[jobs.Job]) -> None:
-        """Their 'started' events were not stored: back to the front of the
-        line, their slots free (a stopping worker puts them back)."""
-        self._prefetched.extendleft(reversed(prefetched))
-        for _ in prefetched:
-            self._job_semaphore.release()
-
-    async def _record(self, outcome: executor.Outcome) -> None:
-        """Write an attempt's outcome. A success's is awaited on the group
-        write directly, not through a task of its own; it is still
-        shielded, so a job whose task is cancelled while its outcome is
-        written ends once it is stored."""
-        context = outcome.context
-        job, status = context.job, outcome.status
-        if outcome.interrupted:
-            await self._hand_back(job, context)
-        elif outcome.retry_decision is None and status != jobs.Status.FAILED:
-            await self._store_outcome(job, status, context)
-        else:
-            persist = asyncio.create_task(
-                self._persist_job_status(
-                    job=job,
-                    status=status,
-                    retry_decision=outcome.retry_decision,
-                    context=context,
-                    job_result=outcome.job_result,
-                    failure=outcome.failure,
-                )
-            )
-            try:
-                await asyncio.shield(persist)
-            except asyncio.CancelledError:
-                await persist
-                raise
-
-    # -- finishing ---------------------------------------------------------
-
-    def _delete_job(self, status: jobs.Status) -> bool:
-        return {
-            jobs.DeleteJobCondition.ALWAYS: True,
-            jobs.DeleteJobCondition.NEVER: False,
-            jobs.DeleteJobCondition.SUCCESSFUL: status == jobs.Status.SUCCEEDED,
-        }[self.delete_jobs]
-
-    async def _store_outcome(
-        self, job: jobs.Job, status: jobs.Status, context: job_context.JobContext
-    ) -> None:
-        """A success (or an abort not retried): written with the next group
-        write; returns once it is stored, even if cancelled meanwhile."""
-        assert job.id is not None
-        self._free_slot(context)
-        stored = self._completer.submit(job.id, status, self._delete_job(status))
-        try:
-            await asyncio.shield(stored)
-        except asyncio.CancelledError:
-            await stored
-            raise
-        finally:
-            self._job_ids_to_abort.pop(job.id, None)
-
-    # -- stopping ----------------------------------------------------------
-
-    async def _interrupt_running_jobs(self) -> None:
-        """The grace is over: stop every job whose code still runs (an async
-        one is cancelled, a sync one's thread is abandoned) and hand it back;
-        outcomes already on their way are written as usual."""
-        running = [
-            (task, context)
-            for task, context in self._running_jobs.items()
-            if id(context) not in self._slot_freed and context.job.id is not None
-        ]
-        if running:
-            self.logger.warning(
-                "%d job(s) still running after the %g s shutdown grace: handing "
-                "them back to the queue (PGJOBS_SHUTDOWN_GRACE): %s",
-                len(running),
-                self.shutdown_graceful_timeout or 0,
-                [context.job.id for _, context in running],
-                extra={
-                    "action": "jobs_interrupted",
-                    "job_ids": [context.job.id for _, context in running],
-                },
-            )
-        for task, context in running:
-            assert context.job.id is not None
-            self._job_ids_to_abort[context.job.id] = job_context.AbortReason.SHUTDOWN
-            self._interrupted.add(context.job.id)
-            task.cancel()
-        await asyncio.gather(*self._running_jobs, return_exceptions=True)
-
-    async def _hand_back(self, job: jobs.Job, context: job_context.JobContext) -> None:
-        """Record an interrupted job's interruption (pgjobs.worker.interruptions);
-        returns once it is stored, even if cancelled meanwhile."""
-        assert job.id is not None and self.worker_id is not None
-        self._free_slot(context)
-        stored = asyncio.create_task(self._interrupt(job, self.worker_id))
-        try:
-            await asyncio.shield(stored)
-        except asyncio.CancelledError:
-            await stored
-            raise
-        finally:
-            self._interrupted.discard(job.id)
-            self._job_ids_to_abort.pop(job.id, None)
-
-    async def _interrupt(self, job: jobs.Job, worker_id: int) -> None:
-        assert job.id is not None
-        await self._completer.record_interruption(
-            job.id,
-            functools.partial(
-                interruptions.interrupt_job,
-                self.app,
-                job,
-                worker_id=worker_id,
-                grace=self.shutdown_graceful_timeout or 0,
-                max_interruptions=self.max_interruptions,
-                delete_job=self.delete_jobs == jobs.DeleteJobCondition.ALWAYS,
-            ),
-        )
+        self.claimer.job_done(self._running_jobs.pop(task))
 
     # -- side tasks --------------------------------------------------------
 
@@ -854,30 +493,11 @@ class Worker(procrastinate_worker.Worker):
         )
 
     async def _lost(self, where: str, exc: BaseException, delay: float) -> bool:
-        """A loop's failure: retry a lost connection (``_connection_lost``),
-        raise anything else."""
+        """A loop's failure: retry a lost connection, raise anything else."""
         if not outages.is_connection_error(exc):
             raise exc
         await self._connection_lost(where, exc, delay)
         return True
-
-    async def _listen(self) -> None:
-        # (Re)connected: jobs may have arrived while nobody listened.
-        self._new_job_event.set()
-        connector = self.app.connector
-        if hasattr(connector, "on_listen_connected"):
-            connector.on_listen_connected = functools.partial(
-                self.trouble.recovered, "opening the LISTEN connection"
-            )
-        if not await self._wakeups.ready(self):
-            self._new_job_event.set()  # the poll interval just changed
-            await asyncio.Event().wait()  # polling: nothing to listen to
-        queues = self.queues
-        if queues and any(len(f"{_QUEUE_CHANNEL}{q}".encode()) > 63 for q in queues):
-            queues = None  # no channel of its own: listen to every queue
-        await self.app.job_manager.listen_for_jobs(
-            on_notification=self._handle_notification, queues=queues
-        )
 
     async def _beat(self) -> None:
         assert self.worker_id is not None

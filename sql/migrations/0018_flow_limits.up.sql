@@ -42,34 +42,6 @@ SELECT limits.task_name, limits.scope, limits.kind, limits.key_arg,
   FROM pgjobs.task_limits AS limits
  WHERE coalesce(limits.runtime_amount, limits.declared_amount) IS NOT NULL;
 
--- Jobs of a concurrency-limited task claimed and maybe still running: a
--- claim counts those still 'doing' (a claimed job counts from its claim) and
--- deletes the others. No foreign key: a deleted job's slot goes the same way.
-CREATE TABLE pgjobs.limit_slots (
-    job_id bigint PRIMARY KEY,
-    task_name text NOT NULL,
-    -- NULL: the task has no per-key limit.
-    limit_key text
-);
-CREATE INDEX limit_slots_bucket_idx ON pgjobs.limit_slots (task_name, limit_key);
-
--- One row per start of a rate-limited job (at its claim), for the task
--- (limit_key NULL) and for its key; claims delete those older than the
--- window.
-CREATE TABLE pgjobs.limit_starts (
-    task_name text NOT NULL,
-    limit_key text,
-    started_at timestamptz NOT NULL
-);
-CREATE INDEX limit_starts_bucket_idx
-    ON pgjobs.limit_starts (task_name, limit_key, started_at);
-
--- A limited task's waiting jobs by rank (the claim walks them per task, so
--- held-back jobs of one task are never walked by the claims of others).
-CREATE INDEX pgjobs_jobs_task_rank_idx
-    ON procrastinate_jobs (task_name, priority DESC, id)
-    WHERE status = 'todo';
-
 -- Set (p_amount) or reset (NULL) the runtime value of one limit; wakes idle
 -- workers at commit (a raised limit lets held-back jobs start at once).
 CREATE FUNCTION pgjobs.set_task_limit(
@@ -156,6 +128,34 @@ BEGIN
 END;
 $$;
 
+
+-- What the limits of pgjobs.task_limits count (README: Concurrency and rate
+-- limits): the jobs running and the recent starts of each limited task and
+-- key, kept by the claim (pgjobs.fetch_jobs); when a rate-held job may start
+-- and why a job waits.
+
+-- Jobs of a concurrency-limited task claimed and maybe still running: a
+-- claim counts those still 'doing' (a claimed job counts from its claim) and
+-- deletes the others. No foreign key: a deleted job's slot goes the same way.
+CREATE TABLE pgjobs.limit_slots (
+    job_id bigint PRIMARY KEY,
+    task_name text NOT NULL,
+    -- NULL: the task has no per-key limit.
+    limit_key text
+);
+CREATE INDEX limit_slots_bucket_idx ON pgjobs.limit_slots (task_name, limit_key);
+
+-- One row per start of a rate-limited job (at its claim), for the task
+-- (limit_key NULL) and for its key; claims delete those older than the
+-- window.
+CREATE TABLE pgjobs.limit_starts (
+    task_name text NOT NULL,
+    limit_key text,
+    started_at timestamptz NOT NULL
+);
+CREATE INDEX limit_starts_bucket_idx
+    ON pgjobs.limit_starts (task_name, limit_key, started_at);
+
 -- When the earliest rate-held job may start: the first start in a full
 -- window, plus the window (NULL: no rate limit is full). Workers sleep
 -- until then instead of polling.
@@ -224,6 +224,13 @@ AS $$
        AND job.status = 'todo'
        AND usage.used >= lim.amount;
 $$;
+
+-- A task's waiting jobs by rank: while jobs of limited tasks wait, the claim
+-- reads each task's jobs from here (see below), so held-back jobs of one
+-- task are never walked by the claims of the others.
+CREATE INDEX pgjobs_jobs_task_rank_idx
+    ON procrastinate_jobs (task_name, priority DESC, id)
+    WHERE status = 'todo';
 
 -- As 0005 grants pgjobs' tables and functions to the worker role.
 DO $$

@@ -1,13 +1,13 @@
--- name: defer_jobs --
+-- name: enqueue_defer_jobs --
 -- Insert jobs; one id per input in input order, NULL where the queueing lock
 -- is already held by a waiting job.
 SELECT pgjobs.defer_jobs(%(jobs)s::procrastinate_job_to_defer_v1[]) AS ids;
 
--- name: defer_jobs_json --
+-- name: enqueue_defer_jobs_json --
 -- The same, with the jobs as one jsonb array (pgjobs' own enqueue API).
 SELECT pgjobs.defer_jobs_json(%(jobs)s) AS ids;
 
--- name: defer_one --
+-- name: enqueue_defer_one --
 -- One job: the plain INSERT pgjobs.defer_jobs runs, without its set-up (the
 -- single-job enqueue is the common case). No row when the queueing lock is
 -- already held by a waiting job.

@@ -1,4 +1,4 @@
--- Monitoring: reads the pgjobs views (see sql/schema/40_monitoring.sql) so a
+-- Monitoring: reads the pgjobs views (see sql/schema/4*.sql) so a
 -- role that may only read those views (pgjobs_monitor) can run all of these.
 
 -- name: monitoring_set_local --

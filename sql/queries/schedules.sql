@@ -1,5 +1,5 @@
 -- Schedules: runtime schedules, code-declared periodic tasks, startup runs
--- and periodic health. Objects are defined in sql/schema/30_schedules.sql.
+-- and periodic health. Objects are defined in sql/schema/2*.sql.
 
 -- name: schedules_insert --
 -- A new schedule; no row when the name is taken.

@@ -1,6 +1,3 @@
--- Dashboard (`pgjobs dashboard`): the audit trail of its actions, and the
--- index its failed-jobs filter needs on a table of millions of finished jobs.
-
 -- One row per action taken from the dashboard (retry, cancel, replay...):
 -- who, when, what, on which jobs. Written in the action's own transaction.
 CREATE TABLE pgjobs.audit_log (
@@ -12,12 +9,6 @@ CREATE TABLE pgjobs.audit_log (
     job_ids bigint[] NOT NULL DEFAULT '{}',
     detail jsonb NOT NULL DEFAULT '{}'
 );
-
--- Failed, cancelled and aborted jobs newest first (the dashboard's status
--- filter): only jobs that ended badly enter this index, so the hot path
--- (todo -> doing -> succeeded) never writes to it.
-CREATE INDEX pgjobs_jobs_ended_badly_idx ON procrastinate_jobs (status, id)
-    WHERE status IN ('failed', 'cancelled', 'aborted');
 
 DO $$
 BEGIN

@@ -1,0 +1,144 @@
+-- procrastinate_finish_job_v1 for many jobs at once, with its status events.
+-- Returns the jobs it finished (started false); a job no longer todo/doing
+-- (e.g. rescued meanwhile) is skipped instead of failing the whole batch.
+-- PL/pgSQL so that the plan is cached (a SQL function is planned on every
+-- call). No JIT, like pgjobs.fetch_jobs: compiling costs hundreds of ms,
+-- running it well under one.
+-- p_started_ids: prefetched jobs the worker is about to start (see
+-- pgjobs.fetch_jobs): their 'started' events are written first, for those
+-- still 'doing', and returned (started true); the worker starts only those.
+-- Those whose queue was paused, or whose start-by deadline passed, while
+-- they waited in memory go back to 'todo' instead, with no attempt counted
+-- (the next claim expires the late ones), and are returned with started
+-- NULL.
+-- The outcomes of schedule and periodic-task jobs are recorded here for the
+-- whole batch (pgjobs.record_periodic_outcome's row trigger is skipped while
+-- pgjobs.batch_events is on): an index probe per job instead of a trigger
+-- call per job, and nothing more for jobs that are neither.
+-- p_worker_id: the worker writing the outcomes; only jobs still 'doing'
+-- under it are finished (after a failover a job id lost in the replication
+-- lag window can name another job: its outcome must not land on it).
+CREATE FUNCTION pgjobs.finish_jobs(
+    p_ids bigint[],
+    p_statuses procrastinate_job_status[],
+    p_delete boolean[],
+    p_started_ids bigint[] DEFAULT '{}',
+    p_worker_id bigint DEFAULT NULL
+)
+    RETURNS TABLE (job bigint, started boolean)
+    LANGUAGE plpgsql
+    SET jit = off
+AS $$
+DECLARE
+    _done record;
+BEGIN
+    IF cardinality(p_started_ids) > 0 THEN
+        -- Before batch_events is on: procrastinate's trigger writes their
+        -- events, as for pgjobs.release_jobs.
+        RETURN QUERY
+        UPDATE procrastinate_jobs AS held
+           SET status = 'todo', worker_id = NULL
+         WHERE held.id = ANY(p_started_ids)
+           AND held.status = 'doing'
+           AND (p_worker_id IS NULL OR held.worker_id = p_worker_id)
+           AND (EXISTS (SELECT FROM pgjobs.paused_queues AS paused
+                         WHERE paused.queue_name = held.queue_name)
+                OR EXISTS (SELECT FROM pgjobs.job_deadlines AS deadline
+                            WHERE deadline.job_id = held.id
+                              AND deadline.expires_at <= now()))
+        RETURNING held.id, NULL::boolean;
+    END IF;
+    PERFORM set_config('pgjobs.batch_events', 'on', true);
+    IF cardinality(p_started_ids) > 0 THEN
+        RETURN QUERY
+        WITH recorded AS (
+            INSERT INTO procrastinate_events (job_id, type)
+            SELECT doing.id, 'started'::procrastinate_job_event_type
+              FROM procrastinate_jobs AS doing
+             WHERE doing.id = ANY(p_started_ids)
+               AND doing.status = 'doing'
+               AND (p_worker_id IS NULL OR doing.worker_id = p_worker_id)
+             ORDER BY doing.id
+            RETURNING procrastinate_events.job_id
+        )
+        SELECT recorded.job_id, true FROM recorded;
+    END IF;
+    FOR _done IN
+        WITH finished AS (
+            SELECT f.id, f.status, f.delete_job
+              FROM unnest(p_ids, p_statuses, p_delete) AS f(id, status, delete_job)
+             WHERE f.status IN ('succeeded', 'failed', 'aborted')
+        ),
+        current AS (
+            SELECT jobs.id, jobs.status AS old_status
+              FROM procrastinate_jobs AS jobs
+             WHERE jobs.id = ANY(p_ids)
+               AND jobs.status IN ('todo', 'doing')
+               AND (p_worker_id IS NULL
+                    OR (jobs.status = 'doing' AND jobs.worker_id = p_worker_id))
+               FOR UPDATE OF jobs
+        ),
+        deleted AS (
+            DELETE FROM procrastinate_jobs AS jobs
+             USING finished, current
+             WHERE finished.delete_job
+               AND jobs.id = finished.id
+               AND current.id = finished.id
+            RETURNING jobs.id
+        ),
+        updated AS (
+            UPDATE procrastinate_jobs AS jobs
+               SET status = finished.status,
+                   -- A finished job keeps no worker (pgjobs.clear_job_worker).
+                   worker_id = NULL,
+                   abort_requested = false,
+                   attempts = CASE current.old_status
+                                  WHEN 'doing' THEN jobs.attempts + 1
+                                  ELSE jobs.attempts
+                              END
+              FROM finished, current
+             WHERE NOT finished.delete_job
+               AND jobs.id = finished.id
+               AND current.id = finished.id
+            RETURNING jobs.id, jobs.status, current.old_status, jobs.task_name,
+                      jobs.args ? 'timestamp' AS periodic
+        ),
+        -- procrastinate's status events (its row trigger is skipped while
+        -- pgjobs.batch_events is on): doing -> succeeded/failed/aborted, and
+        -- todo -> succeeded/failed is a cancellation.
+        events AS (
+            INSERT INTO procrastinate_events (job_id, type)
+            SELECT updated.id,
+                   CASE WHEN updated.old_status = 'doing'
+                        THEN updated.status::text
+                        ELSE 'cancelled'
+                   END::procrastinate_job_event_type
+              FROM updated
+             WHERE updated.old_status = 'doing'
+                OR updated.status IN ('succeeded', 'failed')
+             ORDER BY updated.id
+        )
+        SELECT deleted.id, false AS recorded, NULL::procrastinate_job_status AS status,
+               NULL::text AS task_name, false AS periodic
+          FROM deleted
+        UNION ALL
+        SELECT updated.id,
+               updated.status IN ('succeeded', 'failed')
+                   AND updated.old_status <> updated.status
+                   AND (updated.periodic
+                        OR EXISTS (SELECT 1 FROM pgjobs.schedule_runs AS run
+                                    WHERE run.job_id = updated.id)),
+               updated.status, updated.task_name::text, updated.periodic
+          FROM updated
+    LOOP
+        IF _done.recorded THEN
+            PERFORM pgjobs.record_job_outcome(
+                _done.id, _done.status, _done.task_name, _done.periodic);
+        END IF;
+        job := _done.id;
+        started := false;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM set_config('pgjobs.batch_events', 'off', true);
+END;
+$$;
