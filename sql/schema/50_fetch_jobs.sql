@@ -17,10 +17,10 @@ CREATE INDEX pgjobs_jobs_task_rank_idx
 -- its order (priority DESC, id ASC) and its SKIP LOCKED claim, plus the
 -- 'started' events. At most one job per lock is ever a candidate, so a
 -- batch never holds two jobs of one lock.
--- Flow control (sql/schema/30_paused_queues.sql, 31_job_deadlines.sql): jobs of a paused queue are
--- no candidates (the queue filter loses the paused queues, and a claim left
--- with none returns at once; a claim of every queue skips their jobs as it
--- walks), and neither is a job whose start-by deadline has passed: a claim
+-- Flow control (sql/schema/30_paused_queues.sql, 31_job_deadlines.sql):
+-- jobs of a paused queue are no candidates (the queue filter loses the
+-- paused queues, and a claim left with none returns at once; a claim of
+-- every queue skips their jobs as it walks), and neither is a job whose start-by deadline has passed: a claim
 -- that finds a deadline due first expires up to 100 such jobs. Nothing
 -- paused and no deadline due: two index probes per claim.
 -- Concurrency and rate limits (sql/schema/32_task_limits.sql,
