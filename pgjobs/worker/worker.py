@@ -6,6 +6,12 @@ the same code. Features plug in through the App, not by editing this file:
 
 - ``app.worker_side_tasks``: coroutine factories started with the worker's
   own side tasks (heartbeat, listener...) and cancelled at shutdown;
+- ``app.worker_start_steps``: (what, call) pairs run once the worker is
+  registered, before its first claim, retried through outages like the
+  registration (storing the declared limits: ``pgjobs.worker.limits``);
+- ``worker.on_idle``: callbacks for when a claim leaves the worker with
+  nothing more to start, and ``worker.wake()`` to claim again at once
+  (``pgjobs.worker.limit_waits``);
 - ``app.task_middleware_defaults`` / ``app.worker_middleware_defaults``:
   middleware every worker of this app uses.
 
