@@ -25,7 +25,7 @@ from pgjobs.db import schema
 
 #: A job's code starts a few ms after its claim (which is what the rate
 #: limit counts): a rate window is checked this much shorter.
-JITTER_S = 0.05
+JITTER_S = 0.2
 APP = "faults.limited_app.app"
 
 
@@ -154,7 +154,8 @@ def _check(
     capped_span = max(e for _, e in boxed) - min(s for s, _ in boxed)
     busy = sum(e - s for s, e in boxed) / capped_span if capped_span else 0.0
     result.notes += [
-        f"rate limit {RATE}/s: at most {per_second} starts in any 1 s window;"
+        f"rate limit {RATE}/s: at most {per_second} starts in any"
+        f" {1 - JITTER_S:g} s window;"
         f" {rate:.1f} starts/s overall ({rate / RATE:.0%} of the limit)",
         f"per-tenant concurrency {PER_TENANT}: at most {per_tenant} at once",
         f"task concurrency {CAPPED}: at most {at_once} at once;"

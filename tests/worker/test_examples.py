@@ -13,8 +13,8 @@ from tests.support import run_example
 def test_third_party_api_limits(db_url: str) -> None:
     out = run_example("examples.third_party_api_limits", db_url)
     match = re.search(
-        r"(\d+) calls in ([\d.]+) s; at most (\d+) started in any 1 s window"
-        r" \(limit 10\); at most (\d+) at once for one tenant",
+        r"(\d+) calls in ([\d.]+) s; at most (\d+) started in any 0.8 s window"
+        r" \(limit 10/s\); at most (\d+) at once for one tenant",
         out,
     )
     assert match, out

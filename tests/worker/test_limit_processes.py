@@ -15,9 +15,11 @@ from tests.support import rows, wait_for
 from tests.support.apps import limits as limits_app
 
 APP = "tests.support.apps.limits.app"
-# Starting a job after its claim takes a few ms; the recorded start is
-# taken in the job's own code, so a window is checked this much shorter.
-JITTER_S = 0.05
+# Starting a job after its claim takes a few ms (more on a busy machine);
+# the recorded start is taken in the job's own code, so a window is checked
+# this much shorter (a fixed window's 2N burst across its boundary would
+# still show: it fits in a few ms).
+JITTER_S = 0.2
 
 
 def enqueue(url: str, task: str, args: list[dict[str, Any]]) -> list[int]:
@@ -94,4 +96,4 @@ def test_two_workers_never_exceed_the_limits_and_lose_nothing(
     # Held-back jobs started as soon as the limit allowed, without polling
     # (the workers poll every 5 s): 15 starts at 5 per s take 2 s and a bit.
     took = max(starts) - min(starts)
-    assert 2 - JITTER_S <= took < 3.5, took
+    assert 2 - JITTER_S <= took < 4.0, took
