@@ -7,8 +7,10 @@ CREATE INDEX pgjobs_jobs_lock_rank_idx
 -- A task's waiting jobs by rank: while jobs of limited tasks wait, the claim
 -- reads each task's jobs from here (see below), so held-back jobs of one
 -- task are never walked by the claims of the others.
+-- Priority negated (as bigint: -(-2^31) overflows an integer) so that a row
+-- comparison can start a walk at a job's place in the claim's order.
 CREATE INDEX pgjobs_jobs_task_rank_idx
-    ON procrastinate_jobs (task_name, priority DESC, id)
+    ON procrastinate_jobs (task_name, (-priority::bigint), id)
     WHERE status = 'todo';
 
 -- Claim up to p_limit jobs: procrastinate_fetch_job_v2's candidates (todo,
@@ -77,6 +79,9 @@ DECLARE
     _now timestamptz;
     _n integer;
     _taken integer := 0;
+    -- Where the per-key walk is: the place of the last key's first job.
+    _rank bigint;
+    _at bigint;
     _held boolean := false;
 BEGIN
     SELECT array_agg(paused.queue_name::character varying) INTO _paused
@@ -174,16 +179,24 @@ BEGIN
                           AND start.started_at > _now - _lim.task_period)::integer);
             END IF;
             _full := '{}';
+            _rank := -9223372036854775808;
+            _at := -1;
             -- Per key: keys in the order of their first waiting job, each given
             -- what its own limits leave, so a full key never holds back the
-            -- others. No per-key limit: one pass with _key NULL.
+            -- others; each search for the next key, and the claim of a key's
+            -- jobs, starts at the last key's first job (a row comparison on
+            -- the index), so a claim walks the held-back jobs once. No
+            -- per-key limit: one pass with _key NULL.
             WHILE _budget > 0 LOOP
                 _key := NULL;
                 _key_budget := _budget;
                 IF _lim.key_arg IS NOT NULL THEN
-                    SELECT coalesce(todo.args ->> _lim.key_arg, '') INTO _key
+                    SELECT coalesce(todo.args ->> _lim.key_arg, ''),
+                           -todo.priority::bigint, todo.id
+                      INTO _key, _rank, _at
                       FROM procrastinate_jobs AS todo
-                     WHERE todo.task_name >= _lim.task_name
+                     WHERE (todo.task_name, -todo.priority::bigint, todo.id)
+                           > (_lim.task_name, _rank, _at)
                        AND todo.task_name <= _lim.task_name
                        AND coalesce(todo.args ->> _lim.key_arg, '') <> ALL(_full)
                        AND todo.status = 'todo'
@@ -208,7 +221,7 @@ BEGIN
                                                   AND first.status = 'todo'
                                                 ORDER BY first.priority DESC, first.id ASC
                                                 LIMIT 1)))
-                     ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
+                     ORDER BY todo.task_name, -todo.priority::bigint, todo.id
                      LIMIT 1;
                     EXIT WHEN NOT FOUND;
                     _full := _full || _key;
@@ -234,7 +247,8 @@ BEGIN
                      WHERE jobs.id = ANY(ARRAY(
                         SELECT todo.id
                           FROM procrastinate_jobs AS todo
-                         WHERE todo.task_name >= _lim.task_name
+                         WHERE (todo.task_name, -todo.priority::bigint, todo.id)
+                               >= (_lim.task_name, _rank, _at)
                            AND todo.task_name <= _lim.task_name
                            AND (_key IS NULL
                                 OR coalesce(todo.args ->> _lim.key_arg, '') = _key)
@@ -260,7 +274,7 @@ BEGIN
                                                       AND first.status = 'todo'
                                                     ORDER BY first.priority DESC, first.id ASC
                                                     LIMIT 1)))
-                         ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
+                         ORDER BY todo.task_name, -todo.priority::bigint, todo.id
                          LIMIT _key_budget
                            FOR UPDATE OF todo SKIP LOCKED))
                     RETURNING jobs.*
@@ -361,7 +375,7 @@ BEGIN
                                                               AND first.status = 'todo'
                                                             ORDER BY first.priority DESC, first.id ASC
                                                             LIMIT 1)))
-                                 ORDER BY todo.task_name, todo.priority DESC, todo.id ASC
+                                 ORDER BY todo.task_name, -todo.priority::bigint, todo.id
                                  LIMIT greatest(p_limit, 0)) AS candidate
                              ORDER BY candidate.priority DESC, candidate.id ASC
                              LIMIT greatest(p_limit, 0)))

@@ -349,3 +349,29 @@ def test_concurrent_claimers_never_exceed_a_limit(
     assert len(claimed) == len(set(claimed))
     # Task-wide: 4 in all; per key: 4 for each of the 2 tenants.
     assert len(claimed) == (4 if key_arg is None else 8)
+
+
+def test_per_key_claims_keep_the_priority_order(
+    conn: psycopg.Connection[Any], db_url: str
+) -> None:
+    worker = add_worker(conn)
+    set_limit(conn, "tenant", "concurrency", 1, key_arg="tenant_id")
+    ids = {}
+    for name, tenant, priority in [
+        ("a-high", "a", 10),
+        ("b", "b", 5),
+        ("a-low", "a", 0),
+        ("c", "c", 7),
+        ("c-low", "c", -2147483648),
+    ]:
+        ids[name] = add_job(conn, task="tenant", args=f'{{"tenant_id": "{tenant}"}}')
+        conn.execute(
+            "UPDATE procrastinate_jobs SET priority = %s WHERE id = %s",
+            (priority, ids[name]),
+        )
+    conn.commit()
+    claimed = {job for job, _, _ in claim(db_url, worker)}
+    assert claimed == {ids["a-high"], ids["c"], ids["b"]}
+    finish(conn, [ids["a-high"], ids["c"]])
+    claimed = {job for job, _, _ in claim(db_url, worker)}
+    assert claimed == {ids["a-low"], ids["c-low"]}
