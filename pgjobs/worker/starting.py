@@ -18,7 +18,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from pgjobs.db import connections
@@ -99,9 +99,11 @@ async def register(
     lost: Callable[[str, BaseException, float], Awaitable[bool]],
     stop_event: asyncio.Event,
     logger: logging.Logger,
+    steps: Sequence[tuple[str, Callable[[], Awaitable[Any]]]] = (),
 ) -> int | None:
-    """procrastinate's start: prune the stalled workers, register this one;
-    its id, or None if asked to stop while the database was away."""
+    """procrastinate's start: prune the stalled workers, register this one,
+    then run pgjobs' start ``steps`` (e.g. storing the declared limits); the
+    worker's id, or None if asked to stop while the database was away."""
     start = functools.partial(
         retry_start, settings=settings, outage=outage, lost=lost, stop_event=stop_event
     )
@@ -114,4 +116,7 @@ async def register(
     worker_id: int | None = await start(
         "registering the worker", job_manager.register_worker
     )
+    for what, step in steps:
+        if worker_id is not None:
+            await start(what, step)
     return worker_id

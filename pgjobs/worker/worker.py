@@ -15,61 +15,30 @@ the same code. Features plug in through the App, not by editing this file:
 - ``app.task_middleware_defaults`` / ``app.worker_middleware_defaults``:
   middleware every worker of this app uses.
 
-What this class changes in procrastinate's worker (``tests/worker/test_hot_path.py``
-pins the procrastinate code it replaces):
+What it changes in procrastinate's worker (``tests/worker/test_hot_path.py``
+pins the procrastinate code it replaces), each in the part named:
 
-- **Batch claim**: when slots are free, one statement claims as many jobs as
-  there are free slots (``pgjobs.fetch_jobs``: procrastinate's own priority,
-  lock and schedule rules), and they all start at once. Only jobs that can
-  start now are claimed, so nothing waits in memory behind a running job.
-- **Group finish**: successful (and aborted) outcomes are written together:
-  the first finished job starts a write, and the ones that finish meanwhile
-  go in the next one (``pgjobs.finish_jobs``). A job's task ends only once
-  its outcome is stored. Failures keep the per-job path (error history,
-  retry decision, dead letter in one statement). Both are
-  ``pgjobs.worker.completer``'s; claims and prefetch are
-  ``pgjobs.worker.claimer``'s.
-- **Slots free when the task returns**: ``concurrency`` bounds the jobs
-  whose task code runs; a job whose code has returned gives its slot to the
-  next claim while its outcome is being written (the claim and the write go
-  in parallel on two pool connections). The job stays ``doing`` in the
-  table until its outcome is stored, so its lock is held until then, and a
-  worker that stops still waits for every outcome.
-- **Prefetch** (opt-in, ``PGJOBS_PREFETCH`` / ``pgjobs worker --prefetch``):
-  a claim also takes up to ``prefetch`` jobs beyond the free slots. They
-  wait in memory (``doing``, without a ``started`` event yet) and each slot
-  freed goes to the next of them, so the next claim overlaps the running
-  jobs instead of following them. The price: a prefetched job is
-  held while it waits (another worker cannot take it, a job of higher
-  priority enqueued meanwhile starts after it, cancelling it needs
-  ``--abort``). A prefetched job runs only once its ``started`` event is
-  stored (in the outcome write of the job whose slot it takes), so a job
-  without one since it was queued never ran: a stopping worker puts those
-  back (``todo``, no attempt counted), and the stalled-job rescue does the
-  same for a killed worker's. Off by default.
-- **Less Python per job**: a task's kind and middleware chain are worked
-  out once per task, log messages are built only when emitted
-  (``pgjobs.worker.executor``), and a success's outcome is awaited without
-  a task of its own (``pgjobs.worker.outcomes``).
-- **Deploys**: jobs still running when the shutdown grace ends are handed
-  back to the queue (``pgjobs.worker.interruptions``).
-- **Outages**: every loop that talks to the database (the start, claims,
+- **Batch claims** for every free slot, a slot freed when the job's code
+  returns, opt-in **prefetch** (``PGJOBS_PREFETCH``): ``claimer``;
+- **running one job** with a task's plan worked out once, log records built
+  only when emitted: ``executor``;
+- **group finish** of successes, the per-job write of failures (error row,
+  retry decision, dead letter in one statement), a job's task ending only
+  once its outcome is stored: ``outcomes`` and ``completer``;
+- **deploys**: jobs still running when the shutdown grace ends are handed
+  back to the queue: ``interruptions``;
+- **outages**: every loop that talks to the database (the start, claims,
   outcomes, heartbeat, listener, periodic deferrer, abort polling, pgjobs'
-  side tasks) retries a lost connection with capped, jittered backoff
-  instead of stopping the worker (``pgjobs.worker.starting`` for the
-  start); ``pgjobs.worker.outages`` logs one line when the database goes
-  away and one when it is back. A job that ended during
-  an outage keeps its outcome in memory and is written when the database
-  is back.
-- **Database errors that are not a lost connection** (a lock or statement
-  timeout, a pooler's refusal, an error raised by a trigger) in a claim or
-  an outcome write are retried the same way, logged once per streak; a
-  claim refused by a misconfiguration (schema missing, privilege missing)
-  stops the worker with one line saying what to change
-  (``pgjobs.worker.query_errors``).
-- **Wake-ups**: LISTEN/NOTIFY when it reaches the worker, polling at
-  ``PGJOBS_POLL_INTERVAL`` behind a transaction pooler, one line at start
-  either way (``pgjobs.worker.listening``).
+  side tasks) retries a lost connection with capped, jittered backoff, one
+  log line when the database goes away and one when it is back; outcomes
+  of jobs that ended meanwhile are written when it is back: ``outages``,
+  ``starting``; database errors that are not a lost connection are retried
+  the same way, a misconfiguration stops the worker with one line saying
+  what to change: ``query_errors``;
+- **failovers**: the heartbeat reconciles the jobs marked running on this
+  worker with the ones it runs: ``reconcile``;
+- **wake-ups**: LISTEN/NOTIFY when it reaches the worker, polling behind a
+  transaction pooler, one line at start either way: ``listening``.
 """
 
 from __future__ import annotations
@@ -120,30 +89,17 @@ _JOB_ACTION_LEVELS = {
 class Worker(procrastinate_worker.Worker):
     """procrastinate's worker with pgjobs' hot path (see the module docstring).
 
-    It wires the parts: ``claimer.Claimer`` (slots, claims, prefetch),
-    ``executor.Executor`` (running one job), ``completer.Completer``
-    (outcome writes), ``interruptions.Interrupter`` (hand-backs at the end
-    of the shutdown grace), ``reconcile.Reconciler`` (the heartbeat's check)
-    and ``outages.PoolRecovery`` (a lost connection). Each is given what it
-    needs and calls back through the functions it is given.
-
-    procrastinate's private methods it overrides, together in the first
-    section below (``tests/worker/test_hot_path.py`` pins procrastinate's code of
-    each, and of ``_run_loop``, which runs them):
-
-    - ``run``: a start that outlives outages, warms the pool, freezes gc;
-    - ``_fetch_and_process_jobs``: the claimer's batch claims and prefetch;
-    - ``_process_job``: the executor's;
-    - ``_persist_job_status``: a failure's write, through the completer,
-      with the attempt's failure;
-    - ``_shutdown``: heartbeats through the grace, jobs handed back after it;
-    - ``_start_side_tasks``: pgjobs' side tasks, each restarted after a lost
-      connection;
-    - ``_update_heartbeat``: the heartbeat that reconciles;
-    - ``_poll_jobs_to_abort``: no traceback per failed poll;
-    - ``_log_extra``: a job's extras built only when logged.
-
-    It uses as they are procrastinate's ``_run_loop``,
+    It wires the parts — ``claimer.Claimer``, ``executor.Executor``,
+    ``outcomes.Outcomes`` and ``completer.Completer``,
+    ``interruptions.Interrupter``, ``reconcile.Reconciler``,
+    ``listening.Listener``, ``outages.PoolRecovery`` — each given what it
+    needs and calling back through the functions it is given. The
+    procrastinate methods it overrides come first below
+    (``tests/worker/test_hot_path.py`` pins procrastinate's code of each and
+    of ``_run_loop``, which runs them): ``run``, ``_fetch_and_process_jobs``,
+    ``_process_job``, ``_persist_job_status``, ``_shutdown``,
+    ``_start_side_tasks``, ``_update_heartbeat``, ``_poll_jobs_to_abort``,
+    ``_log_extra``. It uses as they are ``_run_loop``,
     ``_resolve_task_middlewares``, ``_log_job_outcome``,
     ``_handle_notification`` and ``_handle_abort_jobs_requested``.
     """
@@ -295,19 +251,11 @@ class Worker(procrastinate_worker.Worker):
             lost=self._lost,
             stop_event=self._stop_event,
             logger=self.logger,
+            steps=self.start_steps,
         )
         if worker_id is None:  # asked to stop while the database was away
             return
         self.worker_id = worker_id
-        for what, step in self.start_steps:
-            await starting.retry_start(
-                what,
-                step,
-                settings=getattr(self.app, "settings", None),
-                outage=self.outage,
-                lost=self._lost,
-                stop_event=self._stop_event,
-            )
         self.run_task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
         loop_task = asyncio.create_task(self._run_loop(), name="worker loop")  # type: ignore[no-untyped-call]
