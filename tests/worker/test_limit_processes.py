@@ -3,59 +3,16 @@ run records, no limit is exceeded in any window and no job is lost."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Callable
-from typing import Any
 
-import psycopg
-import pytest
-
+from faults.limits import JITTER_S, enqueue, most_in_window, most_overlapping
 from tests.support import rows, wait_for
 from tests.support.apps import limits as limits_app
 
 APP = "tests.support.apps.limits.app"
-# Starting a job after its claim takes a few ms (more on a busy machine);
-# the recorded start is taken in the job's own code, so a window is checked
-# this much shorter (a fixed window's 2N burst across its boundary would
-# still show: it fits in a few ms).
-JITTER_S = 0.2
 
 
-def enqueue(url: str, task: str, args: list[dict[str, Any]]) -> list[int]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return [
-            row[0]
-            for row in conn.execute(
-                "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
-                " SELECT 'default', %s, a FROM unnest(%s::jsonb[]) AS a RETURNING id",
-                (task, [json.dumps(a) for a in args]),
-            ).fetchall()
-        ]
-
-
-def most_in_window(starts: list[float], window: float) -> int:
-    starts = sorted(starts)
-    return max(
-        (
-            len([s for s in starts[i:] if s < at + window])
-            for i, at in enumerate(starts)
-        ),
-        default=0,
-    )
-
-
-def most_overlapping(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    now = peak = 0
-    for _, step in events:
-        now += step
-        peak = max(peak, now)
-    return peak
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(120)
 def test_two_workers_never_exceed_the_limits_and_lose_nothing(
     runs_db: str, worker_processes: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
