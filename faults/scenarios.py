@@ -8,6 +8,7 @@ final, and returns a :class:`Result` computed from ``procrastinate_jobs``,
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -424,7 +425,11 @@ def worker_crashes(
     and only the jobs it was running may run twice.
     """
     prepare(url)
-    ids = enqueue(url, jobs, ms=20)
+    # Enough work for the drain to outlast three kill intervals (20 ms a job
+    # at full size; small runs get longer jobs, or they end before a kill).
+    slots = workers_n * 10
+    ms = max(20, math.ceil(3 * kill_every * slots * 1000 / max(1, jobs)))
+    ids = enqueue(url, jobs, ms=ms)
     name = f"worker SIGKILL every {kill_every:.0f} s"
     if prefetch:
         name += f", prefetch {prefetch}"
@@ -433,6 +438,7 @@ def worker_crashes(
     kills = 0
     env = {"PGJOBS_PREFETCH": str(prefetch)} if prefetch else {}
     with workers(url, workers_n, 10, **env) as group:
+        wait_ready(url, workers_n)  # the kill clock starts with the work
         next_kill = time.monotonic() + kill_every
 
         def kill_now_and_then() -> None:
