@@ -94,6 +94,7 @@ class Listener:
         self._on_connected = on_connected
         self._set_poll_interval = set_poll_interval
         self.listening: bool | None = None
+        self._deciding = asyncio.Lock()
 
     async def listen(self) -> None:
         # (Re)connected: jobs may have arrived while nobody listened.
@@ -113,13 +114,16 @@ class Listener:
     async def ready(self) -> bool:
         """Decide (first call only) and set the worker's poll interval;
         True when the worker should LISTEN."""
-        if self.listening is not None:
+        async with self._deciding:  # the listener and the wake-ups ask
+            if self.listening is None:
+                self.listening = await self._decide()
             return self.listening
+
+    async def _decide(self) -> bool:
         connector = self._connector
         settings = getattr(connector, "settings", None)
         probe = getattr(connector, "_get_standalone_connection", None)
         if settings is None or probe is None:  # not pgjobs' connector
-            self.listening = True
             return True
         works = await listen_works(connector)
         chosen = settings.poll_interval
@@ -150,7 +154,6 @@ class Listener:
                 extra={"action": "wakeups", "listen": False},
             )
         self._set_poll_interval(interval)
-        self.listening = works
         return works
 
 

@@ -38,7 +38,8 @@ pins the procrastinate code it replaces), each in the part named:
 - **failovers**: the heartbeat reconciles the jobs marked running on this
   worker with the ones it runs: ``reconcile``;
 - **wake-ups**: LISTEN/NOTIFY when it reaches the worker, polling behind a
-  transaction pooler, one line at start either way: ``listening``.
+  transaction pooler, one line at start either way: ``listening``; enqueues
+  notify only while a worker waits for work: ``wakeups``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from pgjobs.worker import (
     query_errors,
     reconcile,
     starting,
+    wakeups,
 )
 
 SideTask = Callable[["Worker"], Awaitable[None]]
@@ -153,6 +155,7 @@ class Worker(procrastinate_worker.Worker):
             start_prefetched=lambda job: self._completer.start(job),
             misconfigured=self._misconfigured,
             idle=self._idle,
+            busy=lambda: self._wakeups.busy(),
         )
         self.reconciler = reconcile.Reconciler(manager, self._held_job_ids)
         self.outage.on_recovered.append(self.reconciler.reconnected)
@@ -206,6 +209,13 @@ class Worker(procrastinate_worker.Worker):
             ),
             set_poll_interval=self._set_poll_interval,
         )
+        self._wakeups = wakeups.Wakeups(
+            self.app.connector,
+            listening=self._listener.ready,
+            wake=self.wake,
+            logger=self.logger,
+        )
+        self.on_idle.append(self._wakeups.idle)
         self._outcomes = outcomes.Outcomes(
             completer=self._completer,
             free_slot=self.claimer.free_slot,
@@ -333,6 +343,8 @@ class Worker(procrastinate_worker.Worker):
         ]
         if self.listen_notify:
             factories.append(("listener", self._listener.listen))
+            if self.wait:
+                factories.append(("wakeups", self._wakeups.run))
         for factory in self.extra_side_tasks:
             name = getattr(factory, "__name__", "pgjobs_side_task")
             factories.append((name, functools.partial(factory, self)))

@@ -12,3 +12,14 @@ SELECT pg_notify(%(channel)s, '');
 
 -- name: listening_unlisten_all --
 UNLISTEN *;
+
+-- name: listening_wakeups_arm --
+-- This worker waits for a notification (sql/schema/55_jobs_inserted.sql).
+SELECT pgjobs.wakeups_arm();
+
+-- name: listening_wakeups_disarm --
+SELECT pgjobs.wakeups_disarm();
+
+-- name: listening_wakeups_settled --
+-- No enqueueing transaction that may not have notified is still open.
+SELECT pgjobs.wakeups_settled() AS settled;

@@ -3,6 +3,73 @@
 -- over the inserted rows: one event INSERT and one NOTIFY per queue (plus
 -- one on the any-queue channel) per statement. Workers only read the
 -- notification's type, so what they see is unchanged.
+--
+-- Notifying only when a worker waits (setting pgjobs.notify, default
+-- 'waiting'). A transaction that has called pg_notify takes the
+-- notification queue's lock at commit and keeps it until its commit is
+-- flushed: concurrent enqueueing transactions commit one at a time (8
+-- clients of single-job transactions: 2,081 jobs/s instead of 3,277). So
+-- an enqueue notifies only when some worker waits for work, which the
+-- workers say with two advisory locks (pgjobs.worker.wakeups):
+--   A (1885825634, 1): held shared, on a session of its own, by every
+--     worker that found its queues empty and waits for a notification;
+--   E (1885825634, 2): held shared, until its transaction ends, by every
+--     enqueueing transaction (taken before A is looked at).
+-- An enqueue that finds A free does not notify. A worker that takes A then
+-- claims once more, after checking that no transaction holds E (a try of E
+-- in exclusive mode): one that still holds E may have looked at A before
+-- the worker took it and not notified, so the worker claims again every few
+-- milliseconds until none does (pgjobs.worker.wakeups). Every lock here is
+-- a try, except the worker's take of A: an enqueue never waits. 'always'
+-- notifies on every enqueue, as procrastinate does (for listeners other
+-- than pgjobs' workers); 'never' never does (workers poll).
+CREATE FUNCTION pgjobs.wakeup_wanted()
+    RETURNS boolean
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    CASE pgjobs.setting('pgjobs.notify', 'waiting')
+        WHEN 'always' THEN RETURN true;
+        WHEN 'never' THEN RETURN false;
+        ELSE NULL;
+    END CASE;
+    IF NOT pg_try_advisory_xact_lock_shared(1885825634, 2) THEN
+        RETURN true;  -- a worker is checking E this very moment
+    END IF;
+    IF pg_try_advisory_lock(1885825634, 1) THEN
+        PERFORM pg_advisory_unlock(1885825634, 1);
+        RETURN false;  -- no worker waits
+    END IF;
+    RETURN true;
+END;
+$$;
+
+-- A worker waits for work (its session holds A until wakeups_disarm or
+-- until it disconnects: a killed worker leaves nothing behind).
+CREATE FUNCTION pgjobs.wakeups_arm()
+    RETURNS void
+    LANGUAGE sql
+AS $$
+    SELECT pg_advisory_lock_shared(1885825634, 1);
+$$;
+
+CREATE FUNCTION pgjobs.wakeups_disarm()
+    RETURNS boolean
+    LANGUAGE sql
+AS $$
+    SELECT pg_advisory_unlock_shared(1885825634, 1);
+$$;
+
+-- No enqueueing transaction is open (none holds E): every job enqueued by
+-- a transaction that did not notify is committed or rolled back, so a claim
+-- that starts now sees it.
+CREATE FUNCTION pgjobs.wakeups_settled()
+    RETURNS boolean
+    LANGUAGE sql
+AS $$
+    SELECT pg_try_advisory_xact_lock(1885825634, 2);
+$$;
+
 CREATE FUNCTION pgjobs.notify_jobs_inserted()
     RETURNS trigger
     LANGUAGE plpgsql
@@ -16,6 +83,9 @@ BEGIN
       FROM new_jobs
      WHERE status = 'todo'
      ORDER BY id;
+    IF NOT FOUND OR NOT pgjobs.wakeup_wanted() THEN
+        RETURN NULL;
+    END IF;
     FOR _queue IN
         SELECT queue_name, min(id) AS job_id
           FROM new_jobs

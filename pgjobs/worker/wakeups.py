@@ -1,0 +1,114 @@
+"""Telling enqueues that this worker waits, so that only then they notify.
+
+A transaction that has called ``pg_notify`` takes the notification queue's
+lock at commit and keeps it until its commit is flushed, so concurrent
+enqueueing transactions that notify commit one at a time. pgjobs' insert
+trigger notifies only when some worker waits for work (setting
+``pgjobs.notify``, default ``waiting``; sql/schema/55_jobs_inserted.sql has
+the protocol). A worker says it waits by holding an advisory lock, shared,
+on a session of its own (the LISTEN connection's database): taken when a
+claim finds fewer jobs than it asked for (``idle``), let go when a claim
+finds as many (``busy``: the worker is kept busy by claiming, notifications
+would only cost the enqueuers). A worker that dies lets it go with its
+session.
+
+An enqueue that looked before the worker took the lock did not notify: so,
+once it holds the lock, the worker checks that no enqueueing transaction is
+still open (``pgjobs.wakeups_settled``) and claims again; while one is, it
+claims again every ``RECHECK`` seconds until none is (an application
+transaction that enqueues and then runs for a while keeps a waiting worker
+polling that fast for that while). Then it waits for a notification, with
+the poll interval as ever as a fallback.
+
+Only a worker that LISTENs (``pgjobs.worker.listening``) and waits for new
+jobs takes part: a polling worker, or one draining its queues
+(``--one-shot``), never needs a notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pgjobs.db import queries
+
+#: Seconds between claims while an enqueueing transaction that may not have
+#: notified is still open.
+RECHECK = 0.005
+
+
+class Wakeups:
+    """One worker's wish to be notified (see the module docstring); ``run``
+    is the worker's ``wakeups`` side task."""
+
+    def __init__(
+        self,
+        connector: Any,
+        *,
+        listening: Callable[[], Awaitable[bool]],
+        wake: Callable[[], None],
+        logger: logging.Logger,
+    ) -> None:
+        self._connector = connector
+        self._listening = listening
+        self._wake = wake
+        self._logger = logger
+        self._want = False
+        #: Holding the lock, and claimed again since no enqueue could have
+        #: missed it.
+        self.armed = False
+        self.settled = False
+        self._changed = asyncio.Event()
+
+    def idle(self) -> None:
+        """A claim found fewer jobs than it asked for."""
+        if not (self._want and self.settled):
+            self._want = True
+            self._changed.set()
+
+    def busy(self) -> None:
+        """A claim found as many jobs as it asked for."""
+        if self._want:
+            self._want = False
+            self._changed.set()
+
+    async def run(self) -> None:
+        if not await self._listening():
+            await asyncio.Event().wait()  # polling: nobody notifies it
+        self.armed = self.settled = False
+        self._changed.set()  # (re)connected: take the lock if still wanted
+        async with self._connector._get_standalone_connection() as conn:
+            if not conn.autocommit:
+                await conn.set_autocommit(True)
+            try:
+                await self._follow(conn)
+            finally:
+                self.armed = self.settled = False
+
+    async def _follow(self, conn: Any) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._want and not self.armed:
+                await conn.execute(queries.query("listening_wakeups_arm"))
+                self.armed = True
+            elif not self._want and self.armed:
+                await conn.execute(queries.query("listening_wakeups_disarm"))
+                self.armed = self.settled = False
+            if self._want and self.armed and not self.settled:
+                await self._settle(conn)
+
+    async def _settle(self, conn: Any) -> None:
+        """Claim again once no enqueue that did not notify is still open."""
+        while self._want:
+            cursor = await conn.execute(queries.query("listening_wakeups_settled"))
+            row = await cursor.fetchone()
+            settled = bool(row and row[0])
+            if settled:
+                self.settled = True
+            self._wake()  # claims after the check: sees what they committed
+            if settled:
+                return
+            await asyncio.sleep(RECHECK)

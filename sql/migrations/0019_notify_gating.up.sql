@@ -1,0 +1,111 @@
+-- Notifications only while a worker waits for work (issue 18: NOTIFY
+-- serialises concurrent commits). See sql/schema/55_jobs_inserted.sql.
+--
+-- Notifying only when a worker waits (setting pgjobs.notify, default
+-- 'waiting'). A transaction that has called pg_notify takes the
+-- notification queue's lock at commit and keeps it until its commit is
+-- flushed: concurrent enqueueing transactions commit one at a time (8
+-- clients of single-job transactions: 2,081 jobs/s instead of 3,277). So
+-- an enqueue notifies only when some worker waits for work, which the
+-- workers say with two advisory locks (pgjobs.worker.wakeups):
+--   A (1885825634, 1): held shared, on a session of its own, by every
+--     worker that found its queues empty and waits for a notification;
+--   E (1885825634, 2): held shared, until its transaction ends, by every
+--     enqueueing transaction (taken before A is looked at).
+-- An enqueue that finds A free does not notify. A worker that takes A then
+-- claims once more, after checking that no transaction holds E (a try of E
+-- in exclusive mode): one that still holds E may have looked at A before
+-- the worker took it and not notified, so the worker claims again every few
+-- milliseconds until none does (pgjobs.worker.wakeups). Every lock here is
+-- a try, except the worker's take of A: an enqueue never waits. 'always'
+-- notifies on every enqueue, as procrastinate does (for listeners other
+-- than pgjobs' workers); 'never' never does (workers poll).
+CREATE FUNCTION pgjobs.wakeup_wanted()
+    RETURNS boolean
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    CASE pgjobs.setting('pgjobs.notify', 'waiting')
+        WHEN 'always' THEN RETURN true;
+        WHEN 'never' THEN RETURN false;
+        ELSE NULL;
+    END CASE;
+    IF NOT pg_try_advisory_xact_lock_shared(1885825634, 2) THEN
+        RETURN true;  -- a worker is checking E this very moment
+    END IF;
+    IF pg_try_advisory_lock(1885825634, 1) THEN
+        PERFORM pg_advisory_unlock(1885825634, 1);
+        RETURN false;  -- no worker waits
+    END IF;
+    RETURN true;
+END;
+$$;
+
+-- A worker waits for work (its session holds A until wakeups_disarm or
+-- until it disconnects: a killed worker leaves nothing behind).
+CREATE FUNCTION pgjobs.wakeups_arm()
+    RETURNS void
+    LANGUAGE sql
+AS $$
+    SELECT pg_advisory_lock_shared(1885825634, 1);
+$$;
+
+CREATE FUNCTION pgjobs.wakeups_disarm()
+    RETURNS boolean
+    LANGUAGE sql
+AS $$
+    SELECT pg_advisory_unlock_shared(1885825634, 1);
+$$;
+
+-- No enqueueing transaction is open (none holds E): every job enqueued by
+-- a transaction that did not notify is committed or rolled back, so a claim
+-- that starts now sees it.
+CREATE FUNCTION pgjobs.wakeups_settled()
+    RETURNS boolean
+    LANGUAGE sql
+AS $$
+    SELECT pg_try_advisory_xact_lock(1885825634, 2);
+$$;
+
+CREATE OR REPLACE FUNCTION pgjobs.notify_jobs_inserted()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    _queue record;
+    _first bigint;
+BEGIN
+    INSERT INTO procrastinate_events (job_id, type)
+    SELECT id, 'deferred'::procrastinate_job_event_type
+      FROM new_jobs
+     WHERE status = 'todo'
+     ORDER BY id;
+    IF NOT FOUND OR NOT pgjobs.wakeup_wanted() THEN
+        RETURN NULL;
+    END IF;
+    FOR _queue IN
+        SELECT queue_name, min(id) AS job_id
+          FROM new_jobs
+         WHERE status = 'todo'
+         GROUP BY queue_name
+    LOOP
+        -- A channel name has at most 63 bytes: a queue whose name is longer
+        -- than 40 bytes gets no channel of its own (procrastinate's per-row
+        -- trigger failed the insert instead); the any-queue channel and
+        -- polling still wake its workers.
+        IF octet_length('procrastinate_queue_v1#' || _queue.queue_name) <= 63 THEN
+            PERFORM pg_notify('procrastinate_queue_v1#' || _queue.queue_name,
+                              json_build_object('type', 'job_inserted',
+                                                'job_id', _queue.job_id)::text);
+        END IF;
+        _first := least(_first, _queue.job_id);
+    END LOOP;
+    IF _first IS NOT NULL THEN
+        PERFORM pg_notify('procrastinate_any_queue_v1',
+                          json_build_object('type', 'job_inserted',
+                                            'job_id', _first)::text);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
