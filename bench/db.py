@@ -68,3 +68,13 @@ async def server_version(dsn: str) -> str:
     async with await connect(dsn) as conn:
         row = await (await conn.execute("SHOW server_version")).fetchone()
         return str(row[0]) if row else "?"
+
+
+async def set_database_setting(admin_dsn: str, name: str, key: str, value: str) -> None:
+    """ALTER DATABASE name SET key = value: sessions opened from now on see it."""
+    async with await connect(admin_dsn) as admin:
+        await admin.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(name), sql.Identifier(key), sql.Literal(value)
+            )
+        )

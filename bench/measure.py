@@ -32,6 +32,8 @@ class Plan:
     warmup_jobs: int = 200
     single_jobs: int = 2_000
     bulk_jobs: int = 10_000
+    concurrent_clients: int = 8
+    concurrent_jobs: int = 1_000  # per client
     drain_jobs: int = 10_000
     # (worker processes, concurrency per process)
     drain_setups: tuple[tuple[int, int], ...] = ((1, 1), (1, 10), (1, 50), (2, 10))
@@ -50,6 +52,7 @@ QUICK = replace(
     warmup_jobs=100,
     single_jobs=300,
     bulk_jobs=2_000,
+    concurrent_jobs=200,
     drain_jobs=1_000,
     latency_jobs=100,
     growth_seed=100_000,
@@ -141,6 +144,89 @@ async def enqueue_bulk(ctx: Context) -> Samples:
             await verify_pending(ctx, dsn, ids)
             rates.append(n / elapsed)
     return {"enqueue_bulk": rates}
+
+
+async def _enqueue_concurrently(ctx: Context, dsn: str, start: int) -> list[int]:
+    """``concurrent_clients`` clients, each its own session, each enqueueing
+    ``concurrent_jobs`` jobs one transaction per job, all at once."""
+    per = ctx.plan.concurrent_jobs
+
+    async def one_client(first: int) -> list[int]:
+        async with ctx.adapter.client(dsn) as client:
+            return [await client.enqueue_one(i) for i in range(first, first + per)]
+
+    batches = await asyncio.gather(
+        *(one_client(start + c * per) for c in range(ctx.plan.concurrent_clients))
+    )
+    return [i for batch in batches for i in batch]
+
+
+async def enqueue_concurrent(ctx: Context) -> Samples:
+    """Concurrent single-job transactions: with no worker running, then with
+    one idle worker (default settings) running the jobs as they come. For
+    pgjobs, also under ``pgjobs.notify`` = always (every enqueue notifies,
+    as procrastinate does) and never (no NOTIFY at all: the ceiling)."""
+    total = ctx.plan.concurrent_clients * ctx.plan.concurrent_jobs
+    modes = [("", None), *((f"_{m}", m) for m in ctx.adapter.notify_modes)]
+    samples: Samples = {}
+    for _ in range(ctx.plan.runs):
+        for suffix, mode in modes:
+            for with_worker in (False, True):
+                if with_worker and mode == "never":
+                    continue  # a worker would only poll: not the comparison
+                key = f"enqueue_concurrent{'_worker' if with_worker else ''}{suffix}"
+                samples.setdefault(key, []).append(
+                    await _concurrent_run(ctx, total, mode, with_worker)
+                )
+                log(f"  {ctx.system} {key}: {samples[key][-1]:,.0f} jobs/s")
+    return samples
+
+
+async def _concurrent_run(
+    ctx: Context, total: int, mode: str | None, with_worker: bool
+) -> float:
+    async with db.scratch_database(ctx.admin_dsn, ctx.dbname) as dsn:
+        await ctx.adapter.install_schema(dsn)
+        if mode is not None:
+            await db.set_database_setting(
+                ctx.admin_dsn, ctx.dbname, "pgjobs.notify", mode
+            )
+        warm = ctx.plan.warmup_jobs
+        warm_ids = await fill_queue(ctx, dsn, range(total, total + warm))
+        await db.analyze(dsn)
+        workers = []
+        if with_worker:
+            workers = await start_workers(
+                ctx.system, dsn, ctx.tmp, drain=False, expected=total + warm
+            )
+        try:
+            async with await db.connect(dsn) as conn:
+                if with_worker:
+
+                    async def drained(ids: Sequence[int] = warm_ids) -> bool:
+                        return await ctx.adapter.pending(conn, ids) == 0
+
+                    await wait_until(drained, 120)
+                    await asyncio.sleep(0.5)  # let the worker go idle
+                t0 = time.perf_counter()
+                ids = await _enqueue_concurrently(ctx, dsn, 0)
+                elapsed = time.perf_counter() - t0
+                if with_worker:
+
+                    async def finished(ids: Sequence[int] = ids) -> bool:
+                        v = await ctx.adapter.verify(conn, ids)
+                        return v.succeeded + v.failed >= len(ids)
+
+                    await wait_until(finished, 300)
+                    outputs = await stop_workers(workers)
+                    check_executions(outputs, range(total + warm))
+        finally:
+            await kill_workers(workers)
+        if with_worker:
+            await verify_done(ctx, dsn, ids)
+        else:
+            await verify_pending(ctx, dsn, ids)
+    return total / elapsed
 
 
 # --- processing ------------------------------------------------------------
@@ -302,6 +388,7 @@ async def growth(ctx: Context) -> Samples:
 Scenario = Callable[[Context], Awaitable[Samples]]
 SCENARIOS: dict[str, Scenario] = {
     "enqueue": lambda ctx: _both(ctx, enqueue_single, enqueue_bulk),
+    "concurrent": enqueue_concurrent,
     "processing": processing,
     "latency": latency,
     "growth": growth,

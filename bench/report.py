@@ -30,6 +30,17 @@ def metrics(plan: Plan) -> list[Metric]:
             "enqueue_bulk", f"enqueue, bulk ({k(plan.bulk_jobs)} in 1 call)", "jobs/s"
         ),
     ]
+    clients = f"{plan.concurrent_clients} clients {TIMES} {k(plan.concurrent_jobs)} tx"
+    rows += [
+        Metric(f"enqueue_concurrent{key}", f"enqueue, {clients}{what}", "jobs/s")
+        for key, what in (
+            ("", ", no worker"),
+            ("_always", ", no worker, pgjobs.notify=always"),
+            ("_never", ", no worker, pgjobs.notify=never (no NOTIFY)"),
+            ("_worker", ", 1 idle worker running them"),
+            ("_worker_always", ", 1 idle worker, pgjobs.notify=always"),
+        )
+    ]
     for processes, conc in plan.drain_setups:
         who = (
             f"{processes} workers {TIMES} {conc}"

@@ -51,6 +51,8 @@ class SystemAdapter(abc.ABC):
     name: ClassVar[str]  # short id, also used for the scratch db name
     #: The scenarios it runs (None: all); the others show a dash.
     scenarios: ClassVar[frozenset[str] | None] = None
+    #: pgjobs.notify values the concurrent-enqueue scenario also runs under.
+    notify_modes: ClassVar[tuple[str, ...]] = ()
 
     @property
     def label(self) -> str:

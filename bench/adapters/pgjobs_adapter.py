@@ -44,6 +44,7 @@ class PgjobsClient(EnqueueClient):
 class PgjobsAdapter(ProcrastinateAdapter):
     name = "pgjobs"
     distribution = "pgjobs"
+    notify_modes = ("always", "never")
 
     def notes(self) -> list[str]:
         return [

@@ -80,7 +80,7 @@ class Claimer:
         start_prefetched: Callable[[jobs.Job], None],
         misconfigured: Callable[[str], None],
         idle: Callable[[], None] = lambda: None,
-        busy: Callable[[], None] = lambda: None,
+        claimed: Callable[[int, int], None] = lambda found, asked: None,
     ) -> None:
         self._job_manager = job_manager
         self._logger = logger
@@ -102,8 +102,8 @@ class Claimer:
         self._misconfigured = misconfigured
         #: Told when a claim leaves the worker with nothing more to start.
         self._idle = idle
-        #: Told when a claim finds as many jobs as it asked for.
-        self._busy = busy
+        #: Told after every claim: the jobs found, the most it asked for.
+        self._claimed = claimed
         # Claimed beyond the free slots, in start order.
         self._prefetched: collections.deque[jobs.Job] = collections.deque()
         # Jobs (by context) whose slot was freed when their task returned;
@@ -135,9 +135,8 @@ class Claimer:
             for job in claimed[:slots]:
                 self._start_job(job)
             self._prefetched.extend(claimed[slots:])
-            if len(claimed) >= limit:
-                self._busy()
-            else:
+            self._claimed(len(claimed), limit)
+            if len(claimed) < limit:
                 if self._drain and (
                     self._prefetched
                     or self._starting()

@@ -7,10 +7,11 @@ trigger notifies only when some worker waits for work (setting
 ``pgjobs.notify``, default ``waiting``; sql/schema/55_jobs_inserted.sql has
 the protocol). A worker says it waits by holding an advisory lock, shared,
 on a session of its own (the LISTEN connection's database): taken when a
-claim finds fewer jobs than it asked for (``idle``), let go when a claim
-finds as many (``busy``: the worker is kept busy by claiming, notifications
-would only cost the enqueuers). A worker that dies lets it go with its
-session.
+claim finds no job, let go when a claim finds one: a worker that found
+all it asked for is busy, and one that found some claims again
+``TRICKLE`` s later (jobs trickle in: one claim every few milliseconds
+costs less than a notification, and a wake-up, per job). A worker that
+dies lets the lock go with its session.
 
 An enqueue that looked before the worker took the lock did not notify: so,
 once it holds the lock, the worker checks that no enqueueing transaction is
@@ -37,6 +38,10 @@ from pgjobs.db import queries
 #: Seconds between claims while an enqueueing transaction that may not have
 #: notified is still open.
 RECHECK = 0.005
+#: Seconds to the next claim after one that found some jobs, not all it
+#: asked for: jobs trickle in, so the worker claims again soon instead of
+#: having every enqueue notify it.
+TRICKLE = 0.002
 
 
 class Wakeups:
@@ -61,22 +66,33 @@ class Wakeups:
         self.armed = False
         self.settled = False
         self._changed = asyncio.Event()
+        self._active = False
+        self._trickle: asyncio.TimerHandle | None = None
 
-    def idle(self) -> None:
-        """A claim found fewer jobs than it asked for."""
-        if not (self._want and self.settled):
-            self._want = True
-            self._changed.set()
-
-    def busy(self) -> None:
-        """A claim found as many jobs as it asked for."""
+    def claimed(self, found: int, asked: int) -> None:
+        """What a claim found: nothing (wait for a notification), some
+        (claim again in ``TRICKLE`` s), or all it asked for (busy)."""
+        if found == 0:
+            if not (self._want and self.settled):
+                self._want = True
+                self._changed.set()
+            return
         if self._want:
             self._want = False
             self._changed.set()
+        if found < asked and self._active and self._trickle is None:
+            self._trickle = asyncio.get_running_loop().call_later(
+                TRICKLE, self._trickled
+            )
+
+    def _trickled(self) -> None:
+        self._trickle = None
+        self._wake()
 
     async def run(self) -> None:
         if not await self._listening():
             await asyncio.Event().wait()  # polling: nobody notifies it
+        self._active = True
         self.armed = self.settled = False
         self._changed.set()  # (re)connected: take the lock if still wanted
         async with self._connector._get_standalone_connection() as conn:
@@ -85,7 +101,10 @@ class Wakeups:
             try:
                 await self._follow(conn)
             finally:
-                self.armed = self.settled = False
+                self._active = self.armed = self.settled = False
+                if self._trickle is not None:
+                    self._trickle.cancel()
+                    self._trickle = None
 
     async def _follow(self, conn: Any) -> None:
         while True:

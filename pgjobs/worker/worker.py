@@ -155,7 +155,7 @@ class Worker(procrastinate_worker.Worker):
             start_prefetched=lambda job: self._completer.start(job),
             misconfigured=self._misconfigured,
             idle=self._idle,
-            busy=lambda: self._wakeups.busy(),
+            claimed=lambda found, asked: self._wakeups.claimed(found, asked),
         )
         self.reconciler = reconcile.Reconciler(manager, self._held_job_ids)
         self.outage.on_recovered.append(self.reconciler.reconnected)
@@ -215,7 +215,6 @@ class Worker(procrastinate_worker.Worker):
             wake=self.wake,
             logger=self.logger,
         )
-        self.on_idle.append(self._wakeups.idle)
         self._outcomes = outcomes.Outcomes(
             completer=self._completer,
             free_slot=self.claimer.free_slot,
