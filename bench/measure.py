@@ -37,6 +37,8 @@ class Plan:
     drain_jobs: int = 10_000
     # (worker processes, concurrency per process)
     drain_setups: tuple[tuple[int, int], ...] = ((1, 1), (1, 10), (1, 50), (2, 10))
+    whole_jobs: int = 30_000
+    whole_concurrency: tuple[int, ...] = (10, 50)
     latency_jobs: int = 500
     latency_gap: float = 0.02  # s between latency jobs, so the worker is idle
     growth_seed: int = 1_000_000
@@ -54,6 +56,7 @@ QUICK = replace(
     bulk_jobs=2_000,
     concurrent_jobs=200,
     drain_jobs=1_000,
+    whole_jobs=3_000,
     latency_jobs=100,
     growth_seed=100_000,
     growth_jobs=2_000,
@@ -268,6 +271,38 @@ def drain_key(processes: int, concurrency: int) -> str:
     return f"drain_p{processes}_c{concurrency}"
 
 
+async def whole_processes(ctx: Context) -> Samples:
+    """A worker process's wall clock from its start to its exit, start-up
+    included: ``whole_jobs`` no-op jobs queued first, then one worker process
+    (pgjobs: what ``pgjobs worker --one-shot -c N`` runs; pgqueuer: its
+    ``run`` in drain mode) drains them and exits."""
+    n = ctx.plan.whole_jobs
+    samples: Samples = {}
+    for _ in range(ctx.plan.runs):
+        for concurrency in ctx.plan.whole_concurrency:
+            async with db.scratch_database(ctx.admin_dsn, ctx.dbname) as dsn:
+                await ctx.adapter.install_schema(dsn)
+                ids = await fill_queue(ctx, dsn, range(n))
+                await db.analyze(dsn)
+                t0 = time.perf_counter()
+                workers = await start_workers(
+                    ctx.system,
+                    dsn,
+                    ctx.tmp,
+                    concurrency=concurrency,
+                    drain=True,
+                    expected=n,
+                )
+                outputs = await wait_workers(workers, timeout=max(180.0, n / 20))
+                elapsed = time.perf_counter() - t0
+                check_executions(outputs, range(n))
+                await verify_done(ctx, dsn, ids)
+            key = f"whole_c{concurrency}"
+            samples.setdefault(key, []).append(n / elapsed)
+            log(f"  {ctx.system} {key}: {n / elapsed:,.0f} jobs/s")
+    return samples
+
+
 async def processing(ctx: Context) -> Samples:
     samples: Samples = {}
     for processes, concurrency in ctx.plan.drain_setups:
@@ -390,6 +425,7 @@ SCENARIOS: dict[str, Scenario] = {
     "enqueue": lambda ctx: _both(ctx, enqueue_single, enqueue_bulk),
     "concurrent": enqueue_concurrent,
     "processing": processing,
+    "processes": whole_processes,
     "latency": latency,
     "growth": growth,
 }

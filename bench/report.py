@@ -54,6 +54,15 @@ def metrics(plan: Plan) -> list[Metric]:
                 "jobs/s",
             )
         )
+    for conc in plan.whole_concurrency:
+        rows.append(
+            Metric(
+                f"whole_c{conc}",
+                f"1 worker process, c={conc}, {k(plan.whole_jobs)} no-op jobs, "
+                "start to exit",
+                "jobs/s",
+            )
+        )
     for p in (50, 95, 99):
         rows.append(
             Metric(
