@@ -238,3 +238,120 @@ def test_0016_clears_the_worker_of_finished_jobs_and_downgrades(
         assert _worker_ids(conn)["after downgrade"] == other
     schema.upgrade(empty_db_url)
     assert schema.current(empty_db_url) == schema.head()
+
+
+_SNAPSHOT = {
+    "jobs": "SELECT id, queue_name, task_name, status::text, args, lock, queueing_lock,"
+    " priority, attempts, scheduled_at FROM procrastinate_jobs ORDER BY id",
+    "events": "SELECT id, job_id, type::text, at FROM procrastinate_events ORDER BY id",
+    "errors": "SELECT job_id, attempt, error_type, error_message FROM pgjobs.job_errors"
+    " ORDER BY id",
+    "dead_letters": "SELECT job_id, task_name FROM pgjobs.dead_letters ORDER BY id",
+}
+
+
+def _snapshot(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: conn.execute(q).fetchall() for name, q in _SNAPSHOT.items()}  # type: ignore[call-overload]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_upgrade_keeps_jobs_in_every_state_and_runs_the_waiting_ones(
+    empty_db_url: str,
+) -> None:
+    """A database at 0015 (before the volume, flow-control, limits and
+    wake-up revisions) with jobs in every state, error history and a dead
+    letter: upgraded to head, every row is as it was (a finished job's
+    worker aside: 0016 clears it), and a worker then runs the waiting jobs
+    and rescues the one whose worker died."""
+    from faults import scenarios
+
+    schema.upgrade(empty_db_url, "0015")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(scenarios.SETUP_SQL)  # type: ignore[arg-type]
+        [(worker,)] = conn.execute(
+            "INSERT INTO procrastinate_workers (last_heartbeat)"
+            " VALUES (now() - interval '1 hour') RETURNING id"
+        ).fetchall()
+
+        def job(n: int, **columns: Any) -> int:
+            row = {
+                "queue_name": "default",
+                "task_name": "faults.work",
+                "args": f'{{"n": {n}, "ms": 0}}',
+                **columns,
+            }
+            names, values = list(row), list(row.values())
+            [(job_id,)] = conn.execute(
+                f"INSERT INTO procrastinate_jobs ({', '.join(names)})"  # type: ignore[arg-type]
+                f" VALUES ({', '.join(['%s'] * len(values))}) RETURNING id",
+                values,
+            ).fetchall()
+            return int(job_id)
+
+        waiting = [
+            job(1),
+            job(2, priority=5),
+            job(3, lock="account-1"),
+            job(4, queueing_lock="daily-report"),
+            job(5, scheduled_at="2026-01-01T00:00:00Z"),
+            job(6, queue_name="other"),
+        ]
+        running = job(7)
+        conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s"
+            " WHERE id = %s",
+            [worker, running],
+        )
+        done = {}
+        for n, status in enumerate(FINAL, start=10):
+            done[status] = job(n)
+            if status == "cancelled":
+                conn.execute(
+                    "SELECT procrastinate_cancel_job_v1(%s, false, false)",
+                    [done[status]],
+                )
+                continue
+            conn.execute(
+                "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s"
+                " WHERE id = %s",
+                [worker, done[status]],
+            )
+            if status == "failed":
+                conn.execute(
+                    "INSERT INTO pgjobs.job_errors (job_id, task_name, queue_name,"
+                    " attempt, error_type, error_message, worker_id)"
+                    " VALUES (%s, 'faults.work', 'default', 1, 'ValueError',"
+                    " 'bad input', %s)",
+                    [done[status], worker],
+                )
+            conn.execute(
+                "SELECT procrastinate_finish_job_v1(%s, %s, false)",
+                [done[status], status],
+            )
+        before = _snapshot(conn)
+        assert len(before["dead_letters"]) == 1
+
+        schema.upgrade(empty_db_url)
+        assert schema.current(empty_db_url) == schema.head()
+        assert _snapshot(conn) == before
+        [(kept_worker,)] = conn.execute(
+            "SELECT worker_id FROM procrastinate_jobs WHERE id = %s", [running]
+        ).fetchall()
+        assert kept_worker == worker  # still running as far as the table knows
+
+    with scenarios.workers(empty_db_url, 1, 4) as group:
+        scenarios.wait_finished(empty_db_url, [*waiting, running], timeout=120)
+        assert group.error_lines() == []
+    with psycopg.connect(empty_db_url) as conn:
+        statuses = dict(
+            conn.execute(
+                "SELECT id, status::text FROM procrastinate_jobs ORDER BY id"
+            ).fetchall()
+        )
+        after = _snapshot(conn)
+    assert {statuses[i] for i in [*waiting, running]} == {"succeeded"}
+    assert {statuses[done[s]] for s in FINAL} == set(FINAL)
+    assert after["errors"][: len(before["errors"])] == before["errors"]
+    assert after["dead_letters"] == before["dead_letters"]
+    assert after["events"][: len(before["events"])] == before["events"]
