@@ -5,8 +5,9 @@ to Bull's ``queue.on('completed' | 'failed' | ...)``: it reads
 ``procrastinate_events`` (which every worker already writes, one row per state
 change) in id order, with each event's job, error and dead letter. It polls
 every ``PGJOBS_EVENTS_POLL_INTERVAL`` seconds and also wakes on procrastinate's
-existing enqueue notification (``LISTEN procrastinate_any_queue_v1``) unless
-``PGJOBS_EVENTS_LISTEN=false`` (behind a transaction pooler). Nothing is added
+existing enqueue notification (``LISTEN procrastinate_any_queue_v1``), sent
+while a worker waits for work (``pgjobs.notify``, pgjobs.worker.wakeups),
+unless ``PGJOBS_EVENTS_LISTEN=false`` (behind a transaction pooler). Nothing is added
 to the workers' hot path: no NOTIFY per event.
 
 Guarantees: best effort and live, not a log. An event whose transaction

@@ -16,10 +16,12 @@ dies lets the lock go with its session.
 An enqueue that looked before the worker took the lock did not notify: so,
 once it holds the lock, the worker checks that no enqueueing transaction is
 still open (``pgjobs.wakeups_settled``) and claims again; while one is, it
-claims again every ``RECHECK`` seconds until none is (an application
-transaction that enqueues and then runs for a while keeps a waiting worker
-polling that fast for that while). Then it waits for a notification, with
-the poll interval as ever as a fallback.
+claims again ``RECHECK`` s later, then twice that, up to every
+``RECHECK_MAX`` s, until none is (an application transaction that enqueues,
+sees no waiting worker, and then runs for a while keeps the waiting workers
+polling that fast for that while; an enqueue that notifies holds nothing).
+Then it waits for a notification, with the poll interval as ever as a
+fallback.
 
 Only a worker that LISTENs (``pgjobs.worker.listening``) and waits for new
 jobs takes part: a polling worker, or one draining its queues
@@ -36,8 +38,9 @@ from typing import Any
 from pgjobs.db import queries
 
 #: Seconds between claims while an enqueueing transaction that may not have
-#: notified is still open.
+#: notified is still open: the first, doubled after each up to the last.
 RECHECK = 0.005
+RECHECK_MAX = 0.1
 #: Seconds to the next claim after one that found some jobs, not all it
 #: asked for: jobs trickle in, so the worker claims again soon instead of
 #: having every enqueue notify it.
@@ -121,6 +124,7 @@ class Wakeups:
 
     async def _settle(self, conn: Any) -> None:
         """Claim again once no enqueue that did not notify is still open."""
+        delay = RECHECK
         while self._want:
             cursor = await conn.execute(queries.query("listening_wakeups_settled"))
             row = await cursor.fetchone()
@@ -130,4 +134,5 @@ class Wakeups:
             self._wake()  # claims after the check: sees what they committed
             if settled:
                 return
-            await asyncio.sleep(RECHECK)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECHECK_MAX)

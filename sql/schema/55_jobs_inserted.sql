@@ -14,8 +14,9 @@
 --   A (1885825634, 1): held shared, on a session of its own, by every
 --     worker that found its queues empty and waits for a notification;
 --   E (1885825634, 2): held shared, until its transaction ends, by every
---     enqueueing transaction (taken before A is looked at).
--- An enqueue that finds A free does not notify. A worker that takes A then
+--     enqueueing transaction that does not notify (taken before it looks at
+--     A the second time).
+-- An enqueue that finds A free (twice) does not notify. A worker that takes A then
 -- claims once more, after checking that no transaction holds E (a try of E
 -- in exclusive mode): one that still holds E may have looked at A before
 -- the worker took it and not notified, so the worker claims again every few
@@ -33,6 +34,12 @@ BEGIN
         WHEN 'never' THEN RETURN false;
         ELSE NULL;
     END CASE;
+    IF NOT pg_try_advisory_lock(1885825634, 1) THEN
+        RETURN true;  -- a worker waits
+    END IF;
+    PERFORM pg_advisory_unlock(1885825634, 1);
+    -- None seemed to: hold E, then look again (a worker that begins to wait
+    -- from now on finds E held until this transaction ends).
     IF NOT pg_try_advisory_xact_lock_shared(1885825634, 2) THEN
         RETURN true;  -- a worker is checking E this very moment
     END IF;

@@ -103,6 +103,18 @@ def test_an_open_enqueueing_transaction_is_seen_until_it_ends(prepared: str) -> 
         assert not settled()
         open_tx.rollback()
     assert settled()
+    # One that notified (a worker waited) holds nothing: it did not miss it.
+    with (
+        psycopg.connect(prepared, autocommit=True) as waiting,
+        psycopg.connect(prepared) as open_tx,
+    ):
+        waiting.execute("SELECT pgjobs.wakeups_arm()")
+        open_tx.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+            " VALUES ('default', 'faults.work', '{}')"
+        )
+        assert settled()
+        open_tx.rollback()
 
 
 @pytest.mark.slow
