@@ -8,8 +8,8 @@ processes (``python -m bench.worker --system pgjobs``: ``app.run_worker()``,
 what ``pgjobs worker`` runs) run them and retention
 (``pgjobs.admin.retention.prune``, what ``pgjobs prune`` and the periodic
 ``pgjobs.prune`` task call; succeeded jobs older than ``--retention``
-seconds, batches of 1,000, a quarter of the time at most, as the periodic
-task) runs every ``--prune-every`` seconds as a cron would, with autovacuum
+seconds, batches of 1,000 with 50 ms pauses, deleting a quarter of the
+time at most, as the periodic task with the default settings) runs every ``--prune-every`` seconds as a cron would, with autovacuum
 on at the server's settings and pgjobs' per-table ones. Every ``--interval``
 seconds a sampler records:
 
@@ -307,6 +307,7 @@ async def pruner(dsn: str, plan: Plan, prunes: Prunes, stop: asyncio.Event) -> N
             dsn,
             policy,
             batch_size=1000,
+            batch_pause=0.05,
             duty_cycle=retention.PERIODIC_DUTY_CYCLE,
         )
         prunes.runs += 1
