@@ -9,9 +9,10 @@ what ``pgjobs worker`` runs) run them and retention
 (``pgjobs.admin.retention.prune``, what ``pgjobs prune`` and the periodic
 ``pgjobs.prune`` task call; succeeded jobs older than ``--retention``
 seconds, batches of 1,000 with 50 ms pauses, deleting a quarter of the
-time at most, as the periodic task with the default settings) runs every ``--prune-every`` seconds as a cron would, with autovacuum
-on at the server's settings and pgjobs' per-table ones. Every ``--interval``
-seconds a sampler records:
+time at most, as the periodic task with the default settings) runs every
+``--prune-every`` seconds as a cron would, with autovacuum on at the
+server's settings and pgjobs' per-table ones. Every ``--interval`` seconds
+a sampler records:
 
 - jobs enqueued and finished per second (finished = enqueued - todo/doing:
   no job fails, and retention deletes finished rows, so they cannot be
