@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 import psycopg
 
 from bench.adapters.pgjobs_adapter import PgjobsAdapter
@@ -234,6 +235,7 @@ class Outcome:
     wal_total: int
     single: int
     task_stats: list[float]
+    task_stats_analyzed: list[float]
     task_stats_rows: int
     stop: Leaving
     start: Starting
@@ -242,6 +244,7 @@ class Outcome:
     reloptions: dict[str, str]
     version: str
     load: tuple[tuple[float, float, float], tuple[float, float, float]]
+    cpu: dict[str, float | None]
 
 
 async def fetch_row(
@@ -396,6 +399,57 @@ def progress(s: Sample) -> None:
     )
 
 
+class CpuClock:
+    """CPU seconds (user + system) used so far by the PostgreSQL server — all
+    its processes: backends, autovacuum, WAL writer, checkpointer, and the
+    backends of closed connections (reaped by the postmaster) — by the worker
+    processes, and by this process (enqueuers, sampler, retention). The
+    server's only when it runs on this machine: the whole server's, so only
+    a private one gives the simulation's alone."""
+
+    def __init__(self, backend_pid: int) -> None:
+        self.postmaster: Any = None
+        try:
+            backend = psutil.Process(backend_pid)
+            if "postgres" in backend.name():
+                self.postmaster = backend.parent()
+        except psutil.Error:
+            pass  # a remote server
+
+    def server(self) -> float | None:
+        if self.postmaster is None:
+            return None
+        t = self.postmaster.cpu_times()
+        total = float(t.user + t.system + t.children_user + t.children_system)
+        for child in self.postmaster.children(recursive=True):
+            try:
+                c = child.cpu_times()
+            except psutil.Error:
+                continue  # exited meanwhile: now in children_* above
+            total += c.user + c.system
+        return total
+
+    @staticmethod
+    def workers(workers: Sequence[WorkerProcess]) -> float:
+        total = 0.0
+        for w in workers:
+            t = psutil.Process(w.proc.pid).cpu_times()
+            total += t.user + t.system
+        return total
+
+    @staticmethod
+    def harness() -> float:
+        t = psutil.Process().cpu_times()
+        return float(t.user + t.system)
+
+    def read(self, workers: Sequence[WorkerProcess]) -> dict[str, float | None]:
+        return {
+            "server": self.server(),
+            "workers": self.workers(workers),
+            "harness": self.harness(),
+        }
+
+
 def check_alive(workers: Sequence[WorkerProcess]) -> None:
     for w in workers:
         if w.proc.returncode is not None:
@@ -404,7 +458,7 @@ def check_alive(workers: Sequence[WorkerProcess]) -> None:
 
 async def simulate(
     dsn: str, plan: Plan, tmp: Path, conn: psycopg.AsyncConnection[Any]
-) -> tuple[Sampler, Prunes, float, list[WorkerProcess]]:
+) -> tuple[Sampler, Prunes, float, dict[str, float | None], list[WorkerProcess]]:
     feed = Feed(plan.jobs)
     workers = await start_workers(
         SYSTEM,
@@ -417,6 +471,9 @@ async def simulate(
     )
     try:
         await wait_registered(conn, plan.workers, workers)
+        (backend_pid,) = await fetch_row(conn, "SELECT pg_backend_pid()")
+        clock = CpuClock(int(backend_pid))
+        cpu_before = clock.read(workers)
         (start_lsn,) = await fetch_row(conn, WAL_LSN)
         sampler = Sampler(conn, feed, str(start_lsn))
         prunes = Prunes()
@@ -454,9 +511,14 @@ async def simulate(
                     "long after the last enqueue"
                 )
         run_seconds = time.monotonic() - began
+        cpu_after = clock.read(workers)
         stop.set()
         await pruning
-        return sampler, prunes, run_seconds, workers
+        cpu: dict[str, float | None] = {}
+        for key, before in cpu_before.items():
+            after = cpu_after[key]
+            cpu[key] = None if before is None or after is None else after - before
+        return sampler, prunes, run_seconds, cpu, workers
     except BaseException:
         await kill_workers(workers)
         raise
@@ -533,6 +595,31 @@ async def start_one(
     return Starting(registered, first_job, int(wal)), worker
 
 
+async def time_task_stats(
+    conn: psycopg.AsyncConnection[Any],
+) -> tuple[list[float], int]:
+    """Up to 3 reads of the view; one only if it takes over 20 s, and at most
+    120 s (a read cut there shows as infinite)."""
+    seconds: list[float] = []
+    rows = 0
+    await conn.execute("SET statement_timeout = '120s'")
+    try:
+        for _ in range(3):
+            began = time.perf_counter()
+            try:
+                cur = await conn.execute("SELECT * FROM pgjobs.task_stats")
+                rows = len(await cur.fetchall())
+            except psycopg.errors.QueryCanceled:
+                seconds.append(float("inf"))
+                break
+            seconds.append(time.perf_counter() - began)
+            if seconds[-1] > 20:
+                break
+    finally:
+        await conn.execute("RESET statement_timeout")
+    return seconds, rows
+
+
 async def check(conn: psycopg.AsyncConnection[Any]) -> None:
     failed, left, errors, letters = await fetch_row(conn, CHECKS)
     problems = [
@@ -561,19 +648,20 @@ async def measure(admin_url: str, plan: Plan) -> Outcome:
             }
             with tempfile.TemporaryDirectory(prefix="bench-volume-") as tmp_name:
                 tmp = Path(tmp_name)
-                sampler, prunes, run_seconds, workers = await simulate(
+                sampler, prunes, run_seconds, cpu, workers = await simulate(
                     dsn, plan, tmp, conn
                 )
                 load_after = os.getloadavg()
                 try:
                     print("timing pgjobs.task_stats", file=sys.stderr)
-                    task_stats = []
-                    rows = 0
-                    for _ in range(3):
-                        began = time.perf_counter()
-                        cur = await conn.execute("SELECT * FROM pgjobs.task_stats")
-                        rows = len(await cur.fetchall())
-                        task_stats.append(time.perf_counter() - began)
+                    task_stats, rows = await time_task_stats(conn)
+                    # Again once the tables' statistics are fresh: a plan made
+                    # on stale ones (autovacuum had not analyzed) is the case
+                    # worth knowing about.
+                    await conn.execute(
+                        "ANALYZE procrastinate_jobs, procrastinate_events"
+                    )
+                    analyzed, _ = await time_task_stats(conn)
                     relations = list(await (await conn.execute(RELATIONS)).fetchall())
                     print("stopping a worker, starting one", file=sys.stderr)
                     stop, first_output = await stop_one(conn, workers[0])
@@ -594,6 +682,7 @@ async def measure(admin_url: str, plan: Plan) -> Outcome:
         wal_total=last.wal,
         single=last.single,
         task_stats=task_stats,
+        task_stats_analyzed=analyzed,
         task_stats_rows=rows,
         stop=stop,
         start=start,
@@ -602,6 +691,7 @@ async def measure(admin_url: str, plan: Plan) -> Outcome:
         reloptions=reloptions,
         version=version,
         load=(load_before, load_after),
+        cpu=cpu,
     )
 
 
@@ -705,6 +795,14 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
             f"**{_size(per_job)}** |"
         )
     lines += [
+        "| CPU per 1,000 jobs (first enqueue → last job finished): "
+        "PostgreSQL (every server process) / worker processes / "
+        "enqueuers + retention + sampler | "
+        + " / ".join(
+            "-" if v is None else f"{v * 1000 / jobs:.2f} s"
+            for v in outcome.cpu.values()
+        )
+        + " |",
         f"| autovacuum runs: jobs / events | {av_total['procrastinate_jobs']} / "
         f"{av_total['procrastinate_events']} |",
         f"| autoanalyze runs: jobs / events | {aa_total['procrastinate_jobs']} / "
@@ -730,7 +828,11 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
     ts = outcome.task_stats
     lines += [
         f"| the `pgjobs.task_stats` view read whole ({outcome.task_stats_rows} rows, "
-        f"{last.kept:,} jobs kept) | {', '.join(f'{t * 1000:,.0f}' for t in ts)} ms |",
+        f"{last.kept:,} jobs kept), 3 times | "
+        f"{', '.join(f'{t * 1000:,.0f}' for t in ts)} ms |",
+        "| the same after `ANALYZE procrastinate_jobs, procrastinate_events` | "
+        + ", ".join(f"{t * 1000:,.0f}" for t in outcome.task_stats_analyzed)
+        + " ms |",
         f"| a worker stops (SIGTERM → exit), 1 of {plan.workers} | "
         f"{outcome.stop.seconds:.2f} s, {_size(outcome.stop.wal_bytes)} WAL |",
         f"| a new worker starts: spawn → registered / → first job run | "
