@@ -706,6 +706,10 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.0f}"
 
 
+def _stat_ms(seconds: float) -> str:
+    return "cut at 120 s" if seconds == float("inf") else f"{seconds * 1000:,.0f} ms"
+
+
 def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
     samples = outcome.samples
     jobs = plan.jobs
@@ -829,10 +833,10 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
     lines += [
         f"| the `pgjobs.task_stats` view read whole ({outcome.task_stats_rows} rows, "
         f"{last.kept:,} jobs kept), 3 times | "
-        f"{', '.join(f'{t * 1000:,.0f}' for t in ts)} ms |",
+        f"{', '.join(_stat_ms(t) for t in ts)} |",
         "| the same after `ANALYZE procrastinate_jobs, procrastinate_events` | "
-        + ", ".join(f"{t * 1000:,.0f}" for t in outcome.task_stats_analyzed)
-        + " ms |",
+        + ", ".join(_stat_ms(t) for t in outcome.task_stats_analyzed)
+        + " |",
         f"| a worker stops (SIGTERM → exit), 1 of {plan.workers} | "
         f"{outcome.stop.seconds:.2f} s, {_size(outcome.stop.wal_bytes)} WAL |",
         f"| a new worker starts: spawn → registered / → first job run | "
