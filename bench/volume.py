@@ -111,6 +111,8 @@ SELECT job_id, at FROM procrastinate_events
  WHERE job_id = ANY(%(ids)s::bigint[]) AND type = 'deferred'
 """
 WAL_LSN = "SELECT pg_current_wal_lsn()"
+# The next transaction id, without taking one (wraparound arithmetic).
+NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %(lsn)s)::bigint"
 # pgjobs' and procrastinate's tables, and every index on them (pgjobs puts
 # its own indexes on procrastinate's tables too).
@@ -191,6 +193,7 @@ class Sample:
     backlog: int
     kept: int
     wal: int
+    xid: int
     jobs_bytes: int
     events_bytes: int
     pgjobs_bytes: int
@@ -339,6 +342,7 @@ class Sampler:
         elapsed = time.monotonic() - self.began
         (at,) = await fetch_row(self.conn, "SELECT clock_timestamp()")
         (wal,) = await fetch_row(self.conn, WAL_SINCE, lsn=self.start_lsn)
+        (xid,) = await fetch_row(self.conn, NEXT_XID)
         jobs_b, events_b, pgjobs_b, kept, backlog = await fetch_row(self.conn, SIZES)
         rows = await (await self.conn.execute(TABLE_STATS)).fetchall()
         # Events are committed a moment after their time: the window lags 2 s.
@@ -368,6 +372,7 @@ class Sampler:
             backlog=int(backlog),
             kept=int(kept),
             wal=int(wal),
+            xid=int(xid),
             jobs_bytes=int(jobs_b),
             events_bytes=int(events_b),
             pgjobs_bytes=int(pgjobs_b),
@@ -787,6 +792,8 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
         f"| jobs/s sustained (jobs / run time) | {jobs / outcome.run_seconds:,.0f} |",
         f"| WAL, whole run | {_size(outcome.wal_total)} |",
         f"| **WAL per job** | **{_size(outcome.wal_total / jobs)}** |",
+        f"| transaction ids per job (wraparound, freezing) | "
+        f"{(last.xid - samples[0].xid) / jobs:.2f} |",
         f"| on disk at the end: jobs + events + pgjobs.* | "
         f"{_size(last.total_bytes)} for {last.kept:,} job rows |",
         f"| peak on disk | {_size(peak.total_bytes)} at {peak.elapsed:,.0f} s "
