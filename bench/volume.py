@@ -856,9 +856,9 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
         "|---|---|---:|---:|---:|",
     ]
     for name, table, size, total, live, dead in outcome.relations:
-        if table:
+        if table and size > 8192:  # an empty index is one page
             lines.append(f"| {name} | index on {table} | | {_size(size)} | |")
-        elif total > 3 * 8192:  # more than an empty table's pages
+        elif not table and total > 3 * 8192:  # more than an empty table's pages
             lines.append(
                 f"| {name} | table | {live:,} / {dead:,} | {_size(size)} | "
                 f"{_size(total)} |"
