@@ -259,7 +259,7 @@ async def fetch_row(
 
 
 class Feed:
-    """Job numbers 0..jobs-1 handed out at a paced rate per enqueue path."""
+    """Job numbers 0..jobs-1, handed out to the enqueuers, and their counts."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
@@ -307,6 +307,7 @@ async def pruner(dsn: str, plan: Plan, prunes: Prunes, stop: asyncio.Event) -> N
     policy = retention.RetentionPolicy(
         succeeded_after=datetime.timedelta(seconds=plan.retention)
     )
+    due = time.monotonic()
     while not stop.is_set():
         began = time.monotonic()
         result = await asyncio.to_thread(
@@ -320,8 +321,11 @@ async def pruner(dsn: str, plan: Plan, prunes: Prunes, stop: asyncio.Event) -> N
         prunes.runs += 1
         prunes.deleted += result.succeeded_jobs
         prunes.seconds.append(time.monotonic() - began)
+        # A cron's cadence: the next run at its time (at once if this one
+        # outlasted it).
+        due = max(due + plan.prune_every, time.monotonic())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), plan.prune_every)
+            await asyncio.wait_for(stop.wait(), max(0.0, due - time.monotonic()))
 
 
 class Sampler:
