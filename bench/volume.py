@@ -586,19 +586,23 @@ async def start_one(
         drain=False,
         expected=plan.jobs + 1,
     )
-    await wait_registered(conn, 1, [worker], above=int(above))
-    registered = time.perf_counter() - began
-    async with PgjobsAdapter().client(dsn) as client:
-        (job_id,) = await client.enqueue_many([plan.jobs])
-    deadline = time.monotonic() + 60
-    while True:
-        (done,) = await fetch_row(conn, FIRST_JOB_DONE, id=job_id)
-        if done is not None:
-            break
-        check_alive([worker])
-        if time.monotonic() > deadline:
-            raise BenchError("the new worker did not run a job within 60 s")
-        await asyncio.sleep(0.005)
+    try:
+        await wait_registered(conn, 1, [worker], above=int(above))
+        registered = time.perf_counter() - began
+        async with PgjobsAdapter().client(dsn) as client:
+            (job_id,) = await client.enqueue_many([plan.jobs])
+        deadline = time.monotonic() + 60
+        while True:
+            (done,) = await fetch_row(conn, FIRST_JOB_DONE, id=job_id)
+            if done is not None:
+                break
+            check_alive([worker])
+            if time.monotonic() > deadline:
+                raise BenchError("the new worker did not run a job within 60 s")
+            await asyncio.sleep(0.005)
+    except BaseException:
+        await kill_workers([worker])
+        raise
     first_job = time.perf_counter() - began
     (wal,) = await fetch_row(conn, WAL_SINCE, lsn=lsn)
     return Starting(registered, first_job, int(wal)), worker
