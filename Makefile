@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format mypy check bench bench-views bench-dashboard bench-worker-exit faults faults-quick clean
+.PHONY: install demo test test-fast lint format mypy check bench bench-views bench-dashboard bench-worker-exit bench-volume faults faults-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -61,6 +61,13 @@ bench-dashboard: $(STAMP)
 ## each, at migration 0015 (before) and 0016 (after): seconds, WAL, rows.
 bench-worker-exit: $(STAMP)
 	$(PY) -m bench.worker_exit --output bench/results/worker-exit.md
+
+## A compressed day: jobs enqueued, run and pruned for minutes with autovacuum
+## on; WAL, bytes on disk, dead rows, claim waits over time (bench/README.md).
+## VOLUME_ARGS="--jobs 300000 --rate 700" to change the run.
+VOLUME_ARGS ?=
+bench-volume: $(STAMP)
+	$(PY) -m bench.volume $(VOLUME_ARGS) --output bench/results/volume.md
 
 clean:
 	rm -rf $(VENV) .venv-django6 .pgjobs .pytest_cache .mypy_cache .ruff_cache
