@@ -529,7 +529,10 @@ def connections_cut(url: str, jobs: int = 3_000, cuts: int = 10) -> Result:
         workers(url, 2, 10, PGJOBS_STALLED_AFTER="15") as group,
         psycopg.connect(url, autocommit=True) as admin,
     ):
-        # Cut only once the workers are draining (start-up can be slow).
+        # Cut only once both workers are registered (past their start-up
+        # checks: one cut there exits with one line, by design) and
+        # draining (start-up can be slow).
+        wait_ready(url, 2)
         deadline = time.monotonic() + 60
         while unfinished(url, ids) == len(ids) and time.monotonic() < deadline:
             time.sleep(0.05)
