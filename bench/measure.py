@@ -42,6 +42,7 @@ class Plan:
     growth_concurrency: int = 10
     rss_early: int = 10_000
     rss_jobs: int = 200_000
+    footprint_jobs: int = 10_000
 
 
 QUICK = replace(
@@ -56,6 +57,7 @@ QUICK = replace(
     growth_jobs=2_000,
     rss_early=1_000,
     rss_jobs=20_000,
+    footprint_jobs=2_000,
 )
 
 
@@ -305,7 +307,14 @@ SCENARIOS: dict[str, Scenario] = {
     "processing": processing,
     "latency": latency,
     "growth": growth,
+    "footprint": lambda ctx: _footprint(ctx),
 }
+
+
+async def _footprint(ctx: Context) -> Samples:
+    from bench.footprint import footprint  # it builds on this module
+
+    return await footprint(ctx)
 
 
 async def _both(ctx: Context, *scenarios: Scenario) -> Samples:
