@@ -15,7 +15,7 @@ INSERT INTO procrastinate_jobs
        (queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at)
 VALUES (%(queue_name)s, %(task_name)s, %(priority)s, %(lock)s, %(queueing_lock)s,
         %(args)s, %(scheduled_at)s)
-ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+ON CONFLICT (queueing_lock) WHERE status = 'todo' AND queueing_lock IS NOT NULL DO NOTHING
 RETURNING id;
 
 -- name: enqueue_insert_jobs --
