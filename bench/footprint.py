@@ -6,9 +6,9 @@ Each run is a fresh scratch database: the schema is installed and a
 stage at a time, with ``pg_current_wal_lsn()`` read before and after each:
 
 * enqueue: the jobs in bulk calls of up to 10,000 (``fill_queue``);
-* run: one worker process (the system's default settings, as in the
-  latency scenario) claims, starts and
-  finishes them all (the database says when: every job succeeded);
+* run: one worker process at concurrency 10 (pgqueuer: batch size 5)
+  claims, starts and finishes them all (the database says when: every
+  job succeeded);
 * exit: the worker is stopped (SIGTERM) and leaves;
 * vacuum: a plain ``VACUUM`` then removes the dead row versions the run
   left (what autovacuum would do, and write, soon after);
@@ -114,7 +114,9 @@ async def _one_run(ctx: Context) -> dict[str, float]:
         out["fp_wal_enqueue"] = wal / n
         await db.analyze(dsn)
 
-        workers = await start_workers(ctx.system, dsn, ctx.tmp, drain=False, expected=n)
+        workers = await start_workers(
+            ctx.system, dsn, ctx.tmp, concurrency=10, drain=False, expected=n
+        )
         try:
             async with await db.connect(dsn) as conn:
 
@@ -122,7 +124,7 @@ async def _one_run(ctx: Context) -> dict[str, float]:
                     v = await ctx.adapter.verify(conn, ids)
                     return v.succeeded >= n  # pgqueuer counts queued jobs in failed
 
-                timeout = max(120.0, n / 50)
+                timeout = max(300.0, n / 20)
                 _, wal, _ = await _wal(dsn, lambda: wait_until(finished, timeout))
                 out["fp_wal_run"] = wal / n
                 await asyncio.sleep(0.5)  # as the latency scenario: idle first
