@@ -46,6 +46,7 @@ class Plan:
     growth_concurrency: int = 10
     rss_early: int = 10_000
     rss_jobs: int = 200_000
+    footprint_jobs: int = 10_000
 
 
 QUICK = replace(
@@ -62,6 +63,7 @@ QUICK = replace(
     growth_jobs=2_000,
     rss_early=1_000,
     rss_jobs=20_000,
+    footprint_jobs=2_000,
 )
 
 
@@ -428,7 +430,14 @@ SCENARIOS: dict[str, Scenario] = {
     "processes": whole_processes,
     "latency": latency,
     "growth": growth,
+    "footprint": lambda ctx: _footprint(ctx),
 }
+
+
+async def _footprint(ctx: Context) -> Samples:
+    from bench.footprint import footprint  # it builds on this module
+
+    return await footprint(ctx)
 
 
 async def _both(ctx: Context, *scenarios: Scenario) -> Samples:

@@ -96,6 +96,34 @@ def metrics(plan: Plan) -> list[Metric]:
             digits=1,
         ),
     ]
+    fp = k(plan.footprint_jobs)
+    rows += [
+        Metric(key, f"{label} ({fp} jobs)", unit, higher_is_better=False, digits=d)
+        for key, label, unit, d in (
+            ("fp_wal_enqueue", "WAL per job: enqueue (bulk)", "bytes", 0),
+            ("fp_wal_run", "WAL per job: run (claim, start, finish)", "bytes", 0),
+            ("fp_wal_exit", "WAL per job: worker exit", "bytes", 0),
+            ("fp_wal_vacuum", "WAL per job: VACUUM after the run", "bytes", 0),
+            ("fp_wal_prune", "WAL per job: retention prune", "bytes", 0),
+            ("fp_wal_lifecycle", "WAL per job: whole lifecycle", "bytes", 0),
+            (
+                "fp_bytes_kept",
+                "on disk per finished job, as the worker leaves it",
+                "bytes",
+                0,
+            ),
+            (
+                "fp_bytes_vacuumed",
+                "on disk per finished job, after VACUUM FULL",
+                "bytes",
+                0,
+            ),
+            ("fp_prune_us", "retention: time per job pruned", "µs", 1),
+            ("fp_wal_hour", "WAL for 1 h at 100M jobs/day (4.17M jobs)", "GiB", 2),
+            ("fp_wal_prune_hour", "retention WAL for 1 h at 100M/day", "GiB", 2),
+            ("fp_prune_hour_s", "retention time for 1 h at 100M/day", "s", 0),
+        )
+    ]
     return rows
 
 

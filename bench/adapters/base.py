@@ -95,6 +95,11 @@ class SystemAdapter(abc.ABC):
     async def seed_finished(self, conn: psycopg.AsyncConnection, count: int) -> None:
         """Insert `count` already-finished jobs, as the system would leave them."""
 
+    async def prune(self, dsn: str) -> int | None:
+        """Delete every finished job the way the system's retention does;
+        return how many jobs went (None: the system has no retention)."""
+        return None
+
     # --- worker side (subprocess) -----------------------------------------
     @abc.abstractmethod
     def run_worker(

@@ -11,6 +11,7 @@ procrastinate's tables, so the procrastinate adapter's checks apply as is.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import metadata
@@ -91,6 +92,16 @@ class PgjobsAdapter(ProcrastinateAdapter):
         app = self.build_app(dsn)
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             yield PgjobsClient(app, conn)
+
+    async def prune(self, dsn: str) -> int | None:
+        # What `pgjobs prune --succeeded-after 0` runs: the admin retention
+        # API with its defaults (batches of 1,000, each its own transaction).
+        from pgjobs.admin import retention
+
+        await asyncio.sleep(0.01)  # finished strictly before now
+        policy = retention.RetentionPolicy(succeeded_after=datetime.timedelta(0))
+        result = await asyncio.to_thread(retention.prune, dsn, policy)
+        return result.succeeded_jobs
 
 
 class PgjobsPrefetchAdapter(PgjobsAdapter):

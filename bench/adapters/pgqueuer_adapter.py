@@ -48,6 +48,10 @@ SELECT date_trunc('sec', now() - interval '1 day'), %(count)s, 0,
        s.status::pgqueuer_status, %(task)s
   FROM (VALUES ('queued'), ('picked'), ('successful')) AS s(status)
 """
+PRUNE_LOG_SQL = """
+WITH deleted AS (DELETE FROM pgqueuer_log RETURNING job_id)
+SELECT count(DISTINCT job_id) FROM deleted
+"""
 # New job ids must not collide with the seeded log rows.
 SEED_SEQ_SQL = "SELECT setval(pg_get_serial_sequence('pgqueuer', 'id'), %(count)s + 1)"
 
@@ -158,6 +162,14 @@ class PgqueuerAdapter(SystemAdapter):
             (SEED_LOG_SQL, SEED_STATS_SQL, SEED_SEQ_SQL),
             {"count": count, "task": TASK_NAME},
         )
+
+    async def prune(self, dsn: str) -> int | None:
+        # pgqueuer deletes a finished job itself; what a user prunes is its
+        # log (3 rows a job): one DELETE, as a cron job would run it.
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            row = await (await conn.execute(PRUNE_LOG_SQL)).fetchone()
+        assert row is not None
+        return int(row[0])
 
     def run_worker(
         self, dsn: str, concurrency: int, drain: bool, recorder: Recorder

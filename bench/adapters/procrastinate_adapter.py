@@ -18,6 +18,7 @@ from bench.recorder import Recorder
 
 OnJob = Callable[[int], None]
 
+COUNT_JOBS_SQL = "SELECT count(*) FROM procrastinate_jobs"
 VERIFY_SQL = """
 SELECT count(*),
        count(*) FILTER (WHERE status = 'succeeded'),
@@ -143,6 +144,19 @@ class ProcrastinateAdapter(SystemAdapter):
             conn, (SEED_JOBS_SQL, SEED_EVENTS_SQL), {"count": count, "task": TASK_NAME}
         )
 
+    async def prune(self, dsn: str) -> int | None:
+        # procrastinate's retention: JobManager.delete_old_jobs (what its
+        # builtin remove_old_jobs task runs), one DELETE.
+        app = self.build_app(dsn)
+        async with (
+            app.open_async(),
+            await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn,
+        ):
+            before = await _count_jobs(conn)
+            await asyncio.sleep(0.01)  # finished strictly before NOW()
+            await app.job_manager.delete_old_jobs(nb_hours=0)
+            return before - await _count_jobs(conn)
+
     def run_worker(
         self, dsn: str, concurrency: int, drain: bool, recorder: Recorder
     ) -> None:
@@ -157,3 +171,9 @@ class ProcrastinateAdapter(SystemAdapter):
                     await app.run_worker_async(wait=not drain)
 
         asyncio.run(main())
+
+
+async def _count_jobs(conn: psycopg.AsyncConnection) -> int:
+    row = await (await conn.execute(COUNT_JOBS_SQL)).fetchone()
+    assert row is not None
+    return int(row[0])

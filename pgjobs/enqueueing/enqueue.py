@@ -280,6 +280,29 @@ def _as_json(jobs: list[procrastinate_types.JobToDefer]) -> Jsonb:
     )
 
 
+def _insert_many(
+    jobs: list[procrastinate_types.JobToDefer],
+) -> tuple[str, dict[str, Any]]:
+    """The named query and parameters that insert a batch of ``build_jobs``.
+
+    Without a queueing lock the batch is one plain INSERT of its arguments'
+    jsonb array (``enqueue_insert_jobs``); with one, ``defer_jobs_json``
+    skips the jobs whose lock is held.
+    """
+    first = jobs[0]
+    if first.queueing_lock is not None:
+        return "enqueue_defer_jobs_json", {"jobs": _as_json(jobs)}
+    args = b"[" + b",".join(job.args.obj for job in jobs) + b"]"  # type: ignore[attr-defined]
+    return "enqueue_insert_jobs", {
+        "queue_name": first.queue_name,
+        "task_name": first.task_name,
+        "priority": first.priority,
+        "lock": first.lock,
+        "scheduled_at": first.scheduled_at,
+        "args": Jsonb(args, dumps=as_is),
+    }
+
+
 def _one(job: procrastinate_types.JobToDefer) -> dict[str, Any]:
     """Parameters of ``defer_one``."""
     return {
@@ -310,9 +333,8 @@ def enqueue_many(
     if len(jobs) == 1:
         ids = [queries.fetch_value(pg_conn, "enqueue_defer_one", **_one(jobs[0]))]
     else:
-        ids = queries.fetch_value(
-            pg_conn, "enqueue_defer_jobs_json", jobs=_as_json(jobs)
-        )
+        name, params = _insert_many(jobs)
+        ids = queries.fetch_value(pg_conn, name, **params)
     deadlines.store(pg_conn, ids, expires_at)
     tracing.store(pg_conn, ids)  # the active span's context, if any
     return check_duplicates(list(ids), jobs, on_duplicate)
@@ -338,9 +360,8 @@ async def enqueue_many_async(
             await queries.fetch_value_async(conn, "enqueue_defer_one", **_one(jobs[0]))
         ]
     else:
-        ids = await queries.fetch_value_async(
-            conn, "enqueue_defer_jobs_json", jobs=_as_json(jobs)
-        )
+        name, params = _insert_many(jobs)
+        ids = await queries.fetch_value_async(conn, name, **params)
     await deadlines.store_async(conn, ids, expires_at)
     await tracing.store_async(conn, ids)
     return check_duplicates(list(ids), jobs, on_duplicate)

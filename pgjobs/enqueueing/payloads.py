@@ -75,6 +75,18 @@ def _not_json_safe(value: Any) -> str | None:
     return None
 
 
+def _dumps_plain_as_is(adapter: TypeAdapter[Any]) -> bool:
+    """Whether ``adapter`` writes an int, str, bool or None unchanged: a bare
+    ``int``/``str``/``bool``/``Any`` hint (optionally ``| None``) with no
+    custom serializer."""
+    schema: Any = adapter.core_schema
+    if schema.get("type") == "nullable":
+        schema = schema["schema"]
+    return schema.get("type") in {"int", "str", "bool", "any"} and (
+        "serialization" not in schema
+    )
+
+
 class PayloadSchema:
     """The arguments one task accepts, derived from its function signature."""
 
@@ -102,6 +114,13 @@ class PayloadSchema:
             )
             if param.default is inspect.Parameter.empty:
                 self.required.add(param.name)
+        #: Parameters whose plain values (int, str, bool, None) pydantic
+        #: writes as they are: no serializer call for those.
+        self.as_is = {
+            name
+            for name, adapter in self.adapters.items()
+            if _dumps_plain_as_is(adapter)
+        }
 
     def _adapter(self, name: str, hint: Any) -> TypeAdapter[Any]:
         try:
@@ -163,7 +182,11 @@ class PayloadSchema:
         result: dict[str, Any] = {}
         for name, value in kwargs.items():
             validated = self._validate(name, value)
-            if type(validated) not in _PLAIN:
+            if type(validated) in _PLAIN:
+                if name in self.as_is:
+                    result[name] = validated
+                    continue
+            else:
                 problem = _not_json_safe(validated)
                 if problem is not None:
                     raise self._fail(f"argument {name}: {problem}")

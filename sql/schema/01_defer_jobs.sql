@@ -25,7 +25,8 @@ BEGIN
                input.lock, input.queueing_lock, input.args, input.scheduled_at
           FROM input
          ORDER BY input.ord
-        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+        ON CONFLICT (queueing_lock) WHERE status = 'todo' AND queueing_lock IS NOT NULL
+            DO NOTHING
         RETURNING procrastinate_jobs.id
     )
     SELECT coalesce(array_agg(inserted.id ORDER BY input.ord), '{}')

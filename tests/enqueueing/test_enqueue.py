@@ -180,6 +180,39 @@ def test_bulk_enqueue_thousands_in_one_transaction(app: App, db_url: str) -> Non
     assert [r["args"]["order_id"] for r in rows] == list(range(5000))
 
 
+def test_bulk_enqueue_keeps_options_events_and_one_notify_per_queue(
+    app: App, db_url: str
+) -> None:
+    define_tasks(app)
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute('LISTEN "procrastinate_queue_v1#other"')
+        with psycopg.connect(db_url) as conn:
+            ids = app.enqueue_many(
+                conn,
+                "confirm",
+                [{"order_id": i} for i in range(3)],
+                queue="other",
+                priority=-7,
+                lock="tenant-1",
+                delay=60,
+            )
+        notifies = list(listener.notifies(timeout=1, stop_after=2))
+    rows = jobs(db_url)
+    assert [r["id"] for r in rows] == ids
+    assert {
+        (r["queue_name"], r["priority"], r["lock"], r["queueing_lock"]) for r in rows
+    } == {("other", -7, "tenant-1", None)}
+    assert len({r["scheduled_at"] for r in rows}) == 1
+    assert rows[0]["scheduled_at"] > datetime.datetime.now(datetime.UTC)
+    with psycopg.connect(db_url) as conn:
+        events = conn.execute(
+            "SELECT job_id, type::text FROM procrastinate_events ORDER BY id"
+        ).fetchall()
+    # procrastinate's scheduled-event trigger adds 'scheduled' for delayed jobs.
+    assert [e for e in events if e[1] == "deferred"] == [(i, "deferred") for i in ids]
+    assert len(notifies) == 1
+
+
 def test_typed_payloads(app: App, db_url: str) -> None:
     define_tasks(app)
     with psycopg.connect(db_url) as conn:
