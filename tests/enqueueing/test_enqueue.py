@@ -186,6 +186,8 @@ def test_bulk_enqueue_keeps_options_events_and_one_notify_per_queue(
     define_tasks(app)
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute('LISTEN "procrastinate_queue_v1#other"')
+        # A worker waits (pgjobs.worker.wakeups): enqueues notify.
+        listener.execute("SELECT pgjobs.wakeups_arm()")
         with psycopg.connect(db_url) as conn:
             ids = app.enqueue_many(
                 conn,
