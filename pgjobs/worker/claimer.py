@@ -81,6 +81,7 @@ class Claimer:
         misconfigured: Callable[[str], None],
         idle: Callable[[], None] = lambda: None,
         claimed: Callable[[int, int], None] = lambda found, asked: None,
+        written: Callable[[], list[int]] = list,
     ) -> None:
         self._job_manager = job_manager
         self._logger = logger
@@ -104,6 +105,9 @@ class Claimer:
         self._idle = idle
         #: Told after every claim: the jobs found, the most it asked for.
         self._claimed = claimed
+        #: Jobs whose outcome it wrote and may write again (a failover's
+        #: lost outcomes: pgjobs.worker.reconcile).
+        self._written = written
         # Claimed beyond the free slots, in start order.
         self._prefetched: collections.deque[jobs.Job] = collections.deque()
         # Jobs (by context) whose slot was freed when their task returned;
@@ -217,10 +221,13 @@ class Claimer:
 
     async def _reclaim_unstarted(self, claimed: list[jobs.Job]) -> None:
         """After a claim failed mid-way: put back the jobs claimed for this
-        worker that it is not running (they would wait for its death)."""
+        worker that it is not running (they would wait for its death). The
+        ones it ran and wrote the outcome of stay: after a failover that lost
+        the outcome, the reconcile writes it again (putting them back would
+        run them a second time under the same attempt)."""
         worker_id = self._worker_id()
         assert worker_id is not None
-        running = self._running_ids()
+        running = [*self._running_ids(), *self._written()]
         ours = (*claimed, *self._prefetched, *self._starting())
         running += [job.id for job in ours if job.id]
         released = await self._job_manager.release_unstarted_jobs(worker_id, running)

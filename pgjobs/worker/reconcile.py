@@ -103,6 +103,11 @@ class Reconciler:
         """A failed attempt (retry or final failure) was stored."""
         self._remember(job_id, _Outcome(time.monotonic(), status, False, rewrite))
 
+    def remembered(self) -> list[int]:
+        """The jobs whose written outcome it keeps: a failover may have lost
+        it, and the reconcile writes it again (never put them back)."""
+        return list(self._outcomes)
+
     def reconnected(self, outage_started: float) -> None:
         """An outage ended: beat (and reconcile) now."""
         if self._outage_started is None or outage_started < self._outage_started:

@@ -156,6 +156,7 @@ class Worker(procrastinate_worker.Worker):
             misconfigured=self._misconfigured,
             idle=self._idle,
             claimed=lambda found, asked: self._wakeups.claimed(found, asked),
+            written=lambda: self.reconciler.remembered(),
         )
         self.reconciler = reconcile.Reconciler(manager, self._held_job_ids)
         self.outage.on_recovered.append(self.reconciler.reconnected)
