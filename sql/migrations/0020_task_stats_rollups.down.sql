@@ -642,5 +642,6 @@ $$;
 DROP TRIGGER pgjobs_roll_up_event ON procrastinate_events;
 DROP FUNCTION pgjobs.roll_up_event();
 DROP FUNCTION pgjobs.run_time_bucket_s(smallint);
+DROP FUNCTION pgjobs.run_time_block(timestamptz);
 DROP FUNCTION pgjobs.run_time_bucket(double precision);
 DROP TABLE pgjobs.task_rollups;

@@ -15,12 +15,16 @@
 -- hand) goes through pgjobs.roll_up_event, a row trigger the batch
 -- functions skip.
 -- A row per (minute, task, bucket, shard): bucket -3 expirations, -2
--- starts (with their waits), -1 ended attempts without a 'started' event,
--- 0 and up ended attempts by run time. shard: the writer's backend pid
--- modulo 4, so that concurrent workers rarely wait for one another's row
--- lock; the view sums the shards. Within a transaction rows are written in
--- increasing bucket order (expirations, starts, ends), and within one
--- statement by (bucket, task), so two writers never deadlock on them.
+-- starts (with their waits), -1 ended attempts (outcomes, run time sum,
+-- shortest and longest); 0 and up the run-time histogram: how many ended
+-- attempts had a run time in that bucket, per 10 minutes (minute is the
+-- start of the 10-minute block, pgjobs.run_time_block), so that the view
+-- reads at most 7 blocks per task and bucket for a 1-hour window instead
+-- of 60 minutes. shard: the writer's backend pid modulo 4, so that
+-- concurrent workers rarely wait for one another's row lock; the view sums
+-- the shards. Within a transaction rows are written in increasing bucket
+-- order (expirations, starts, ends), and within one statement by (bucket,
+-- task), so two writers never deadlock on them.
 -- Pruned by retention (pgjobs prune: older than 7 days by default), not
 -- with the jobs: a deleted job's attempts still count.
 CREATE TABLE pgjobs.task_rollups (
@@ -40,6 +44,8 @@ CREATE TABLE pgjobs.task_rollups (
     aborted bigint NOT NULL DEFAULT 0,
     interrupted bigint NOT NULL DEFAULT 0,
     expired bigint NOT NULL DEFAULT 0,
+    -- Ended attempts with a run time (a 'started' event before them).
+    timed bigint NOT NULL DEFAULT 0,
     run_s double precision NOT NULL DEFAULT 0,
     min_run_s double precision,
     max_run_s double precision,
@@ -62,6 +68,15 @@ AS $$
                WHEN p_run_s < 1e-6 THEN 0
                ELSE least(1 + floor(ln(p_run_s * 1e6) / ln(1.1)), 32767)
            END::smallint;
+$$;
+
+-- The 10-minute block of the run-time histogram rows.
+CREATE FUNCTION pgjobs.run_time_block(p_at timestamptz)
+    RETURNS timestamptz
+    LANGUAGE sql
+    IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT date_bin(interval '10 minutes', p_at, timestamptz '2000-01-01 00:00:00+00');
 $$;
 
 CREATE FUNCTION pgjobs.run_time_bucket_s(p_bucket smallint)
@@ -122,12 +137,12 @@ BEGIN
        AND started.at <= NEW.at;
     INSERT INTO pgjobs.task_rollups AS rollup
            (minute, task_name, bucket, shard, runs, succeeded, failed, retried,
-            aborted, interrupted, run_s, min_run_s, max_run_s)
-    VALUES (date_trunc('minute', NEW.at), _task, pgjobs.run_time_bucket(_s),
-            pg_backend_pid() % 4, 1,
+            aborted, interrupted, timed, run_s, min_run_s, max_run_s)
+    VALUES (date_trunc('minute', NEW.at), _task, -1, pg_backend_pid() % 4, 1,
             (_kind = 'succeeded')::integer, (_kind = 'failed')::integer,
             (_kind = 'deferred_for_retry')::integer, (_kind = 'aborted')::integer,
-            (_kind = 'interrupted')::integer, coalesce(_s, 0), _s, _s)
+            (_kind = 'interrupted')::integer, (_s IS NOT NULL)::integer,
+            coalesce(_s, 0), _s, _s)
     ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
        SET runs = rollup.runs + 1,
            succeeded = rollup.succeeded + excluded.succeeded,
@@ -135,9 +150,17 @@ BEGIN
            retried = rollup.retried + excluded.retried,
            aborted = rollup.aborted + excluded.aborted,
            interrupted = rollup.interrupted + excluded.interrupted,
+           timed = rollup.timed + excluded.timed,
            run_s = rollup.run_s + excluded.run_s,
            min_run_s = least(rollup.min_run_s, excluded.min_run_s),
            max_run_s = greatest(rollup.max_run_s, excluded.max_run_s);
+    IF _s IS NOT NULL THEN
+        INSERT INTO pgjobs.task_rollups AS rollup (minute, task_name, bucket, shard, runs)
+        VALUES (pgjobs.run_time_block(NEW.at), _task, pgjobs.run_time_bucket(_s),
+                pg_backend_pid() % 4, 1)
+        ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
+           SET runs = rollup.runs + 1;
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -155,12 +178,7 @@ CREATE TRIGGER pgjobs_roll_up_event
     EXECUTE FUNCTION pgjobs.roll_up_event();
 
 CREATE OR REPLACE VIEW pgjobs.task_stats AS
-WITH rollup AS (
-    SELECT rollup.*
-      FROM pgjobs.task_rollups AS rollup
-     WHERE rollup.minute >= date_trunc(
-               'minute', now() - pgjobs.setting('pgjobs.stats_window', '1 hour')::interval)
-), totals AS (
+WITH totals AS (
     SELECT rollup.task_name,
            sum(rollup.started)::bigint AS started,
            sum(rollup.waited) AS waited,
@@ -172,30 +190,38 @@ WITH rollup AS (
            sum(rollup.aborted)::bigint AS aborted,
            sum(rollup.interrupted)::bigint AS interrupted,
            sum(rollup.expired)::bigint AS expired,
-           coalesce(sum(rollup.runs) FILTER (WHERE rollup.bucket >= 0), 0) AS timed,
+           sum(rollup.timed) AS timed,
            sum(rollup.run_s) AS run_s,
            min(rollup.min_run_s) AS min_run_s,
            max(rollup.max_run_s) AS max_run_s
-      FROM rollup
+      FROM pgjobs.task_rollups AS rollup
+     -- The cutoff computed once, not per row.
+     WHERE rollup.minute >= (
+               SELECT date_trunc('minute', now()
+                      - pgjobs.setting('pgjobs.stats_window', '1 hour')::interval))
+       AND rollup.bucket < 0
      GROUP BY rollup.task_name
 ), histogram AS (
-    -- Per task and bucket, the ranks (0-based, in run-time order) it holds:
-    -- [below, upto).
+    -- Per task and bucket, the ranks (0-based, in run-time order) it holds,
+    -- [below, upto), and the task's number of runs in the histogram.
     SELECT buckets.task_name, buckets.bucket,
            sum(buckets.n) OVER ranks - buckets.n AS below,
-           sum(buckets.n) OVER ranks AS upto
+           sum(buckets.n) OVER ranks AS upto,
+           sum(buckets.n) OVER (PARTITION BY buckets.task_name) AS n
       FROM (SELECT rollup.task_name, rollup.bucket, sum(rollup.runs) AS n
-              FROM rollup
-             WHERE rollup.bucket >= 0
+              FROM pgjobs.task_rollups AS rollup
+             WHERE rollup.minute >= (
+                       SELECT pgjobs.run_time_block(now()
+                              - pgjobs.setting('pgjobs.stats_window', '1 hour')::interval))
+               AND rollup.bucket >= 0
              GROUP BY rollup.task_name, rollup.bucket) AS buckets
     WINDOW ranks AS (PARTITION BY buckets.task_name ORDER BY buckets.bucket)
 ), ranks AS (
     -- percentile_cont's position of each percentile: between ranks
     -- floor(h) and ceil(h).
-    SELECT totals.task_name, wanted.i, wanted.p * (totals.timed - 1) AS h
-      FROM totals
+    SELECT counted.task_name, wanted.i, wanted.p * (counted.n - 1) AS h
+      FROM (SELECT DISTINCT histogram.task_name, histogram.n FROM histogram) AS counted
      CROSS JOIN unnest(ARRAY[0.5, 0.95, 0.99]) WITH ORDINALITY AS wanted(p, i)
-     WHERE totals.timed > 0
 ), percentiles AS (
     SELECT ranks.task_name,
            array_agg(ranks.lo_s + (ranks.h - floor(ranks.h)) * (ranks.hi_s - ranks.lo_s)
@@ -221,12 +247,15 @@ SELECT totals.task_name,
        totals.aborted,
        (totals.failed + totals.retried)::double precision / nullif(totals.runs, 0)
            AS failure_rate,
-       least(greatest(percentiles.estimates[1], totals.min_run_s), totals.max_run_s)
-           AS p50_s,
-       least(greatest(percentiles.estimates[2], totals.min_run_s), totals.max_run_s)
-           AS p95_s,
-       least(greatest(percentiles.estimates[3], totals.min_run_s), totals.max_run_s)
-           AS p99_s,
+       CASE WHEN totals.timed > 0 THEN
+           least(greatest(percentiles.estimates[1], totals.min_run_s), totals.max_run_s)
+       END AS p50_s,
+       CASE WHEN totals.timed > 0 THEN
+           least(greatest(percentiles.estimates[2], totals.min_run_s), totals.max_run_s)
+       END AS p95_s,
+       CASE WHEN totals.timed > 0 THEN
+           least(greatest(percentiles.estimates[3], totals.min_run_s), totals.max_run_s)
+       END AS p99_s,
        totals.run_s / nullif(totals.timed, 0) AS mean_s,
        totals.max_run_s AS max_s,
        totals.wait_s / nullif(totals.waited, 0) AS mean_wait_s,
@@ -870,8 +899,7 @@ BEGIN
         ),
         -- Their run times: since each one's last 'started' event.
         ended AS (
-            SELECT attempt.task_name, attempt.status, pgjobs.run_time_bucket(run.s) AS bucket,
-                   run.s
+            SELECT attempt.task_name, attempt.status, run.s
               FROM (SELECT updated.id, updated.task_name, updated.status
                       FROM updated WHERE updated.old_status = 'doing'
                     UNION ALL
@@ -884,24 +912,33 @@ BEGIN
                       AND s.type = 'started'
                       AND s.at <= now()) AS run
         ),
+        -- Per task, the outcomes (bucket -1) and the run-time histogram.
         rolled AS (
             INSERT INTO pgjobs.task_rollups AS rollup
                    (minute, task_name, bucket, shard, runs, succeeded, failed, aborted,
-                    run_s, min_run_s, max_run_s)
-            SELECT date_trunc('minute', now()), ended.task_name, ended.bucket, _shard,
+                    timed, run_s, min_run_s, max_run_s)
+            SELECT date_trunc('minute', now()), ended.task_name, -1, _shard,
                    count(*),
                    count(*) FILTER (WHERE ended.status = 'succeeded'),
                    count(*) FILTER (WHERE ended.status = 'failed'),
                    count(*) FILTER (WHERE ended.status = 'aborted'),
-                   coalesce(sum(ended.s), 0), min(ended.s), max(ended.s)
+                   count(ended.s), coalesce(sum(ended.s), 0), min(ended.s), max(ended.s)
               FROM ended
-             GROUP BY ended.bucket, ended.task_name
-             ORDER BY ended.bucket, ended.task_name
+             GROUP BY ended.task_name
+            UNION ALL
+            SELECT pgjobs.run_time_block(now()), ended.task_name,
+                   pgjobs.run_time_bucket(ended.s), _shard, count(*), 0, 0, 0, 0, 0,
+                   NULL, NULL
+              FROM ended
+             WHERE ended.s IS NOT NULL
+             GROUP BY ended.task_name, pgjobs.run_time_bucket(ended.s)
+             ORDER BY 3, 2
             ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
                SET runs = rollup.runs + excluded.runs,
                    succeeded = rollup.succeeded + excluded.succeeded,
                    failed = rollup.failed + excluded.failed,
                    aborted = rollup.aborted + excluded.aborted,
+                   timed = rollup.timed + excluded.timed,
                    run_s = rollup.run_s + excluded.run_s,
                    min_run_s = least(rollup.min_run_s, excluded.min_run_s),
                    max_run_s = greatest(rollup.max_run_s, excluded.max_run_s)
@@ -940,6 +977,7 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE, DELETE ON pgjobs.task_rollups TO pgjobs_worker;
         GRANT EXECUTE ON FUNCTION pgjobs.run_time_bucket(double precision),
                                   pgjobs.run_time_bucket_s(smallint),
+                                  pgjobs.run_time_block(timestamptz),
                                   pgjobs.roll_up_event()
             TO pgjobs_worker;
     END IF;
@@ -950,12 +988,12 @@ $$;
 -- view counted them until now, so an upgrade does not reset the stats (the
 -- trigger above holds back new events until this transaction ends).
 WITH since AS (
-    SELECT date_trunc('minute',
-                      now() - pgjobs.setting('pgjobs.stats_window', '1 hour')::interval)
-               AS at
+    SELECT date_trunc('minute', at) AS at, pgjobs.run_time_block(at) AS block
+      FROM (SELECT now() - pgjobs.setting('pgjobs.stats_window', '1 hour')::interval
+                       AS at) AS window_start
 ), ended AS (
     SELECT job.task_name,
-           date_trunc('minute', event.at) AS minute,
+           event.at,
            CASE WHEN event.type = 'deferred_for_retry' AND EXISTS (
                     SELECT 1 FROM pgjobs.job_errors AS interruption
                      WHERE interruption.job_id = event.job_id
@@ -973,7 +1011,7 @@ WITH since AS (
             WHERE s.job_id = event.job_id AND s.type = 'started' AND s.at <= event.at
      ) AS started
      WHERE event.type IN ('succeeded', 'failed', 'deferred_for_retry', 'aborted')
-       AND event.at >= since.at
+       AND event.at >= since.block
 ), starts AS (
     SELECT job.task_name,
            date_trunc('minute', event.at) AS minute,
@@ -992,26 +1030,37 @@ WITH since AS (
 )
 INSERT INTO pgjobs.task_rollups
        (minute, task_name, bucket, shard, started, waited, wait_s, runs, succeeded,
-        failed, retried, aborted, interrupted, expired, run_s, min_run_s, max_run_s)
-SELECT ended.minute, ended.task_name, pgjobs.run_time_bucket(ended.run_s), 0,
+        failed, retried, aborted, interrupted, expired, timed, run_s, min_run_s,
+        max_run_s)
+SELECT date_trunc('minute', ended.at), ended.task_name, -1, 0,
        0, 0, 0, count(*),
        count(*) FILTER (WHERE ended.type = 'succeeded'),
        count(*) FILTER (WHERE ended.type = 'failed'),
        count(*) FILTER (WHERE ended.type = 'deferred_for_retry'),
        count(*) FILTER (WHERE ended.type = 'aborted'),
        count(*) FILTER (WHERE ended.type = 'interrupted'),
-       0, coalesce(sum(ended.run_s), 0), min(ended.run_s), max(ended.run_s)
+       0, count(ended.run_s), coalesce(sum(ended.run_s), 0), min(ended.run_s),
+       max(ended.run_s)
+  FROM since, ended
+ WHERE ended.at >= since.at
+ GROUP BY date_trunc('minute', ended.at), ended.task_name
+UNION ALL
+SELECT pgjobs.run_time_block(ended.at), ended.task_name,
+       pgjobs.run_time_bucket(ended.run_s), 0,
+       0, 0, 0, count(*), 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL
   FROM ended
- GROUP BY ended.minute, ended.task_name, pgjobs.run_time_bucket(ended.run_s)
+ WHERE ended.run_s IS NOT NULL
+ GROUP BY pgjobs.run_time_block(ended.at), ended.task_name,
+          pgjobs.run_time_bucket(ended.run_s)
 UNION ALL
 SELECT starts.minute, starts.task_name, -2, 0,
        count(*), count(starts.wait_s), coalesce(sum(starts.wait_s), 0),
-       0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL
+       0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL
   FROM starts
  GROUP BY starts.minute, starts.task_name
 UNION ALL
 SELECT date_trunc('minute', deadline.expired_at), job.task_name, -3, 0,
-       0, 0, 0, 0, 0, 0, 0, 0, 0, count(*), 0, NULL, NULL
+       0, 0, 0, 0, 0, 0, 0, 0, 0, count(*), 0, 0, NULL, NULL
   FROM since, pgjobs.job_deadlines AS deadline
   JOIN procrastinate_jobs AS job ON job.id = deadline.job_id
  WHERE deadline.expired_at >= since.at

@@ -144,8 +144,7 @@ BEGIN
         ),
         -- Their run times: since each one's last 'started' event.
         ended AS (
-            SELECT attempt.task_name, attempt.status, pgjobs.run_time_bucket(run.s) AS bucket,
-                   run.s
+            SELECT attempt.task_name, attempt.status, run.s
               FROM (SELECT updated.id, updated.task_name, updated.status
                       FROM updated WHERE updated.old_status = 'doing'
                     UNION ALL
@@ -158,24 +157,33 @@ BEGIN
                       AND s.type = 'started'
                       AND s.at <= now()) AS run
         ),
+        -- Per task, the outcomes (bucket -1) and the run-time histogram.
         rolled AS (
             INSERT INTO pgjobs.task_rollups AS rollup
                    (minute, task_name, bucket, shard, runs, succeeded, failed, aborted,
-                    run_s, min_run_s, max_run_s)
-            SELECT date_trunc('minute', now()), ended.task_name, ended.bucket, _shard,
+                    timed, run_s, min_run_s, max_run_s)
+            SELECT date_trunc('minute', now()), ended.task_name, -1, _shard,
                    count(*),
                    count(*) FILTER (WHERE ended.status = 'succeeded'),
                    count(*) FILTER (WHERE ended.status = 'failed'),
                    count(*) FILTER (WHERE ended.status = 'aborted'),
-                   coalesce(sum(ended.s), 0), min(ended.s), max(ended.s)
+                   count(ended.s), coalesce(sum(ended.s), 0), min(ended.s), max(ended.s)
               FROM ended
-             GROUP BY ended.bucket, ended.task_name
-             ORDER BY ended.bucket, ended.task_name
+             GROUP BY ended.task_name
+            UNION ALL
+            SELECT pgjobs.run_time_block(now()), ended.task_name,
+                   pgjobs.run_time_bucket(ended.s), _shard, count(*), 0, 0, 0, 0, 0,
+                   NULL, NULL
+              FROM ended
+             WHERE ended.s IS NOT NULL
+             GROUP BY ended.task_name, pgjobs.run_time_bucket(ended.s)
+             ORDER BY 3, 2
             ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
                SET runs = rollup.runs + excluded.runs,
                    succeeded = rollup.succeeded + excluded.succeeded,
                    failed = rollup.failed + excluded.failed,
                    aborted = rollup.aborted + excluded.aborted,
+                   timed = rollup.timed + excluded.timed,
                    run_s = rollup.run_s + excluded.run_s,
                    min_run_s = least(rollup.min_run_s, excluded.min_run_s),
                    max_run_s = greatest(rollup.max_run_s, excluded.max_run_s)

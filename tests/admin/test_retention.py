@@ -275,7 +275,7 @@ def test_cli_prune(conn: psycopg.Connection[Any], db_url: str) -> None:
         "failed_jobs": 0,
         "dead_letters": 1,
         "error_history": 0,
-        "stats_rollups": 2,  # the old job's start and end
+        "stats_rollups": 3,  # the old job's start, outcome and run time
         "dry_run": True,
     }
     assert job_ids(conn) == {old, young}
@@ -284,7 +284,7 @@ def test_cli_prune(conn: psycopg.Connection[Any], db_url: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         "deleted: 1 succeeded jobs, 0 failed jobs, 0 dead letters, 0 error history,"
-        " 2 stats rollups"
+        " 3 stats rollups"
     )
     assert job_ids(conn) == {young}
 
