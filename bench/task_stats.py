@@ -52,8 +52,8 @@ SELECT i, 'task_' || (i %% 20) AS task_name,
        LATERAL (SELECT now() - interval '1 second'
                        - (%(attempts)s - i) * (interval '59 minutes' / %(attempts)s)
                            AS ended_at,
-                       interval '1 microsecond'
-                       * round(5000 * power(1000, ((i::bigint * 7919) %% 1000) / 1000.0))
+                       interval '1 microsecond' * round(
+                           5000 * power(1000, ((i::bigint * 7919) %% 1000) / 1000.0))
                            AS run) AS shape
 """
 SEED_JOBS = """
