@@ -24,7 +24,8 @@
 -- concurrent workers rarely wait for one another's row lock; the view sums
 -- the shards. Within a transaction rows are written in increasing bucket
 -- order (expirations, starts, ends), and within one statement by (bucket,
--- task), so two writers never deadlock on them.
+-- task), so two batch functions never deadlock on them (the trigger writes
+-- one event's rows at a time).
 -- Pruned by retention (pgjobs prune: older than 7 days by default), not
 -- with the jobs: a deleted job's attempts still count.
 CREATE TABLE pgjobs.task_rollups (
