@@ -109,11 +109,13 @@ BEGIN
       FROM procrastinate_jobs AS job
      WHERE job.id = NEW.job_id;
     IF _kind = 'started' THEN
-        SELECT extract(epoch FROM NEW.at - max(ready.at))::double precision INTO _s
+        -- By job_id alone, the rest filtered (see pgjobs.finish_jobs).
+        SELECT extract(epoch FROM NEW.at - max(ready.at) FILTER (
+                   WHERE ready.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                        'scheduled')
+                     AND ready.at <= NEW.at))::double precision INTO _s
           FROM procrastinate_events AS ready
-         WHERE ready.job_id = NEW.job_id
-           AND ready.type IN ('deferred', 'deferred_for_retry', 'retried', 'scheduled')
-           AND ready.at <= NEW.at;
+         WHERE ready.job_id = NEW.job_id;
         INSERT INTO pgjobs.task_rollups AS rollup
                (minute, task_name, bucket, shard, started, waited, wait_s)
         VALUES (date_trunc('minute', NEW.at), _task, -2, pg_backend_pid() % 4,
@@ -131,11 +133,11 @@ BEGIN
               AND interruption.failed_at = NEW.at) THEN
         _kind := 'interrupted';
     END IF;
-    SELECT extract(epoch FROM NEW.at - max(started.at))::double precision INTO _s
+    SELECT extract(epoch FROM NEW.at - max(started.at) FILTER (
+               WHERE started.type = 'started' AND started.at <= NEW.at))::double precision
+           INTO _s
       FROM procrastinate_events AS started
-     WHERE started.job_id = NEW.job_id
-       AND started.type = 'started'
-       AND started.at <= NEW.at;
+     WHERE started.job_id = NEW.job_id;
     INSERT INTO pgjobs.task_rollups AS rollup
            (minute, task_name, bucket, shard, runs, succeeded, failed, retried,
             aborted, interrupted, timed, run_s, min_run_s, max_run_s)
@@ -557,11 +559,12 @@ BEGIN
                       FROM started
                       JOIN claimed ON claimed.id = started.job_id
                      CROSS JOIN LATERAL (
-                           SELECT extract(epoch FROM now() - max(r.at))::double precision AS s
+                           SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                                WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                                 'scheduled')
+                                  AND r.at <= now()))::double precision AS s
                              FROM procrastinate_events AS r
-                            WHERE r.job_id = claimed.id
-                              AND r.type IN ('deferred', 'deferred_for_retry', 'retried', 'scheduled')
-                              AND r.at <= now()) AS ready
+                            WHERE r.job_id = claimed.id) AS ready
                      GROUP BY claimed.task_name
                      ORDER BY claimed.task_name
                     ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -687,11 +690,12 @@ BEGIN
                   FROM started
                   JOIN claimed ON claimed.id = started.job_id
                  CROSS JOIN LATERAL (
-                       SELECT extract(epoch FROM now() - max(r.at))::double precision AS s
+                       SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                            WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                             'scheduled')
+                              AND r.at <= now()))::double precision AS s
                          FROM procrastinate_events AS r
-                        WHERE r.job_id = claimed.id
-                          AND r.type IN ('deferred', 'deferred_for_retry', 'retried', 'scheduled')
-                          AND r.at <= now()) AS ready
+                        WHERE r.job_id = claimed.id) AS ready
                  GROUP BY claimed.task_name
                  ORDER BY claimed.task_name
                 ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -759,11 +763,12 @@ BEGIN
           FROM started
           JOIN claimed ON claimed.id = started.job_id
          CROSS JOIN LATERAL (
-               SELECT extract(epoch FROM now() - max(r.at))::double precision AS s
+               SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                    WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                     'scheduled')
+                      AND r.at <= now()))::double precision AS s
                  FROM procrastinate_events AS r
-                WHERE r.job_id = claimed.id
-                  AND r.type IN ('deferred', 'deferred_for_retry', 'retried', 'scheduled')
-                  AND r.at <= now()) AS ready
+                WHERE r.job_id = claimed.id) AS ready
          GROUP BY claimed.task_name
          ORDER BY claimed.task_name
         ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -828,12 +833,12 @@ BEGIN
               FROM recorded
               JOIN procrastinate_jobs AS job ON job.id = recorded.job_id
              CROSS JOIN LATERAL (
-                   SELECT extract(epoch FROM now() - max(r.at))::double precision AS s
+                   SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                        WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                         'scheduled')
+                          AND r.at <= now()))::double precision AS s
                      FROM procrastinate_events AS r
-                    WHERE r.job_id = recorded.job_id
-                      AND r.type IN ('deferred', 'deferred_for_retry', 'retried',
-                                     'scheduled')
-                      AND r.at <= now()) AS ready
+                    WHERE r.job_id = recorded.job_id) AS ready
              GROUP BY job.task_name
              ORDER BY job.task_name
             ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -898,7 +903,10 @@ BEGIN
                 OR updated.status IN ('succeeded', 'failed')
              ORDER BY updated.id
         ),
-        -- Their run times: since each one's last 'started' event.
+        -- Their run times: since each one's last 'started' event. Every
+        -- probe of procrastinate_events here and below is by job_id alone,
+        -- the rest filtered: a condition on type and at could make a generic
+        -- plan walk the (type, at) index through every event instead.
         ended AS (
             SELECT attempt.task_name, attempt.status, run.s
               FROM (SELECT updated.id, updated.task_name, updated.status
@@ -907,11 +915,11 @@ BEGIN
                     SELECT deleted.id, deleted.task_name, deleted.status
                       FROM deleted WHERE deleted.old_status = 'doing') AS attempt
              CROSS JOIN LATERAL (
-                   SELECT extract(epoch FROM now() - max(s.at))::double precision AS s
+                   SELECT extract(epoch FROM now() - max(s.at) FILTER (
+                              WHERE s.type = 'started' AND s.at <= now()))::double precision
+                              AS s
                      FROM procrastinate_events AS s
-                    WHERE s.job_id = attempt.id
-                      AND s.type = 'started'
-                      AND s.at <= now()) AS run
+                    WHERE s.job_id = attempt.id) AS run
         ),
         -- Per task, the outcomes (bucket -1) and the run-time histogram.
         rolled AS (

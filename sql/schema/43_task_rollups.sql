@@ -105,11 +105,13 @@ BEGIN
       FROM procrastinate_jobs AS job
      WHERE job.id = NEW.job_id;
     IF _kind = 'started' THEN
-        SELECT extract(epoch FROM NEW.at - max(ready.at))::double precision INTO _s
+        -- By job_id alone, the rest filtered (see pgjobs.finish_jobs).
+        SELECT extract(epoch FROM NEW.at - max(ready.at) FILTER (
+                   WHERE ready.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                        'scheduled')
+                     AND ready.at <= NEW.at))::double precision INTO _s
           FROM procrastinate_events AS ready
-         WHERE ready.job_id = NEW.job_id
-           AND ready.type IN ('deferred', 'deferred_for_retry', 'retried', 'scheduled')
-           AND ready.at <= NEW.at;
+         WHERE ready.job_id = NEW.job_id;
         INSERT INTO pgjobs.task_rollups AS rollup
                (minute, task_name, bucket, shard, started, waited, wait_s)
         VALUES (date_trunc('minute', NEW.at), _task, -2, pg_backend_pid() % 4,
@@ -127,11 +129,11 @@ BEGIN
               AND interruption.failed_at = NEW.at) THEN
         _kind := 'interrupted';
     END IF;
-    SELECT extract(epoch FROM NEW.at - max(started.at))::double precision INTO _s
+    SELECT extract(epoch FROM NEW.at - max(started.at) FILTER (
+               WHERE started.type = 'started' AND started.at <= NEW.at))::double precision
+           INTO _s
       FROM procrastinate_events AS started
-     WHERE started.job_id = NEW.job_id
-       AND started.type = 'started'
-       AND started.at <= NEW.at;
+     WHERE started.job_id = NEW.job_id;
     INSERT INTO pgjobs.task_rollups AS rollup
            (minute, task_name, bucket, shard, runs, succeeded, failed, retried,
             aborted, interrupted, timed, run_s, min_run_s, max_run_s)

@@ -295,11 +295,12 @@ BEGIN
                       FROM started
                       JOIN claimed ON claimed.id = started.job_id
                      CROSS JOIN LATERAL (
-                           SELECT extract(epoch FROM now() - max(r.at))::double precision AS s
+                           SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                                WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                                 'scheduled')
+                                  AND r.at <= now()))::double precision AS s
                              FROM procrastinate_events AS r
-                            WHERE r.job_id = claimed.id
-                              AND r.type IN ('deferred', 'deferred_for_retry', 'retried', 'scheduled')
-                              AND r.at <= now()) AS ready
+                            WHERE r.job_id = claimed.id) AS ready
                      GROUP BY claimed.task_name
                      ORDER BY claimed.task_name
                     ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -425,11 +426,12 @@ BEGIN
                   FROM started
                   JOIN claimed ON claimed.id = started.job_id
                  CROSS JOIN LATERAL (
-                       SELECT extract(epoch FROM now() - max(r.at))::double precision AS s
+                       SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                            WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                             'scheduled')
+                              AND r.at <= now()))::double precision AS s
                          FROM procrastinate_events AS r
-                        WHERE r.job_id = claimed.id
-                          AND r.type IN ('deferred', 'deferred_for_retry', 'retried', 'scheduled')
-                          AND r.at <= now()) AS ready
+                        WHERE r.job_id = claimed.id) AS ready
                  GROUP BY claimed.task_name
                  ORDER BY claimed.task_name
                 ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -497,11 +499,12 @@ BEGIN
           FROM started
           JOIN claimed ON claimed.id = started.job_id
          CROSS JOIN LATERAL (
-               SELECT extract(epoch FROM now() - max(r.at))::double precision AS s
+               SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                    WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                     'scheduled')
+                      AND r.at <= now()))::double precision AS s
                  FROM procrastinate_events AS r
-                WHERE r.job_id = claimed.id
-                  AND r.type IN ('deferred', 'deferred_for_retry', 'retried', 'scheduled')
-                  AND r.at <= now()) AS ready
+                WHERE r.job_id = claimed.id) AS ready
          GROUP BY claimed.task_name
          ORDER BY claimed.task_name
         ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE

@@ -72,12 +72,12 @@ BEGIN
               FROM recorded
               JOIN procrastinate_jobs AS job ON job.id = recorded.job_id
              CROSS JOIN LATERAL (
-                   SELECT extract(epoch FROM now() - max(r.at))::double precision AS s
+                   SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                        WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                         'scheduled')
+                          AND r.at <= now()))::double precision AS s
                      FROM procrastinate_events AS r
-                    WHERE r.job_id = recorded.job_id
-                      AND r.type IN ('deferred', 'deferred_for_retry', 'retried',
-                                     'scheduled')
-                      AND r.at <= now()) AS ready
+                    WHERE r.job_id = recorded.job_id) AS ready
              GROUP BY job.task_name
              ORDER BY job.task_name
             ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -142,7 +142,10 @@ BEGIN
                 OR updated.status IN ('succeeded', 'failed')
              ORDER BY updated.id
         ),
-        -- Their run times: since each one's last 'started' event.
+        -- Their run times: since each one's last 'started' event. Every
+        -- probe of procrastinate_events here and below is by job_id alone,
+        -- the rest filtered: a condition on type and at could make a generic
+        -- plan walk the (type, at) index through every event instead.
         ended AS (
             SELECT attempt.task_name, attempt.status, run.s
               FROM (SELECT updated.id, updated.task_name, updated.status
@@ -151,11 +154,11 @@ BEGIN
                     SELECT deleted.id, deleted.task_name, deleted.status
                       FROM deleted WHERE deleted.old_status = 'doing') AS attempt
              CROSS JOIN LATERAL (
-                   SELECT extract(epoch FROM now() - max(s.at))::double precision AS s
+                   SELECT extract(epoch FROM now() - max(s.at) FILTER (
+                              WHERE s.type = 'started' AND s.at <= now()))::double precision
+                              AS s
                      FROM procrastinate_events AS s
-                    WHERE s.job_id = attempt.id
-                      AND s.type = 'started'
-                      AND s.at <= now()) AS run
+                    WHERE s.job_id = attempt.id) AS run
         ),
         -- Per task, the outcomes (bucket -1) and the run-time histogram.
         rolled AS (
