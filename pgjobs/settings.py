@@ -205,7 +205,8 @@ class Settings(BaseSettings):
         default=7,
         gt=0,
         description="Delete pgjobs.task_stats' per-minute rollups after this many "
-        "days (a stats window longer than this counts only what is kept).",
+        "days, in every worker and every prune (a stats window longer than this "
+        "counts only what is kept).",
     )
     retention_schedule: str = Field(
         default="0 * * * *",

@@ -26,8 +26,9 @@
 -- order (expirations, starts, ends), and within one statement by (bucket,
 -- task), so two batch functions never deadlock on them (the trigger writes
 -- one event's rows at a time).
--- Pruned by retention (pgjobs prune: older than 7 days by default), not
--- with the jobs: a deleted job's attempts still count.
+-- Pruned by every worker (pgjobs.worker.stats_pruning) and by pgjobs prune
+-- (older than 7 days by default), not with the jobs: a deleted job's
+-- attempts still count.
 CREATE TABLE pgjobs.task_rollups (
     minute timestamptz NOT NULL,
     task_name text NOT NULL,

@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from pgjobs import App, RetryPolicy
 from pgjobs.admin import retention
 from pgjobs.db import schema
+from pgjobs.worker import stats_pruning
 from tests.support import run_worker
 from tests.support.factories import add_job, finished
 
@@ -393,6 +394,27 @@ def test_retention_prunes_old_rollups(
     assert result.stats_rollups == 3
     result = retention.prune(db_url, policy)
     assert result.stats_rollups == 3
+    left = conn.execute(
+        "SELECT DISTINCT task_name FROM pgjobs.task_rollups ORDER BY 1"
+    ).fetchall()
+    assert left == [("recent",)]
+
+
+async def test_every_worker_prunes_old_rollups(
+    app: App, conn: psycopg.Connection[Any]
+) -> None:
+    # No retention policy is needed: a side task of every worker does it.
+    assert "stats_rollups_pruner" in [
+        getattr(task, "__name__", "") for task in app.worker_side_tasks
+    ]
+    add_job(conn, task="old", status="succeeded", events=finished(8 * 86400, 1))
+    add_job(conn, task="recent", status="succeeded", events=finished(6 * 86400, 1))
+    conn.commit()
+    async with app.open_async():
+        deleted = await stats_pruning.prune_stats_rollups(
+            app.connector, datetime.timedelta(days=7)
+        )
+    assert deleted == 3
     left = conn.execute(
         "SELECT DISTINCT task_name FROM pgjobs.task_rollups ORDER BY 1"
     ).fetchall()
