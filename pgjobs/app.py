@@ -30,7 +30,7 @@ from pgjobs.monitoring import tracing
 from pgjobs.scheduling import ticker
 from pgjobs.settings import Settings, load_settings
 from pgjobs.tasks import P, R, Task
-from pgjobs.worker import event_loop, expiry, limit_waits
+from pgjobs.worker import event_loop, expiry, limit_waits, stats_pruning
 from pgjobs.worker.worker import SideTask, StartStep, Worker
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,10 @@ class App(procrastinate.App):
             ("storing the declared limits", limit_waits.sync_step(self))
         )
         self.worker_side_tasks.append(limit_waits.waker(self))
-        # Monitoring: the periodic retention task, when PGJOBS_RETENTION_* is set.
+        # Monitoring: the periodic retention task, when PGJOBS_RETENTION_* is set,
+        # and the task stats rollups pruned by every worker whatever is set.
         retention.install(self)
+        self.worker_side_tasks.append(stats_pruning.pruner(self, self.settings))
         # Schedules: runtime schedules ticker (see pgjobs.scheduling.ticker).
         ticker.install(self)
 

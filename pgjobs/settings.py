@@ -201,6 +201,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Keep at most this many failed/cancelled/aborted jobs per task.",
     )
+    retention_stats_rollups_days: float = Field(
+        default=7,
+        gt=0,
+        description="Delete pgjobs.task_stats' per-minute rollups after this many "
+        "days, in every worker and every prune (a stats window longer than this "
+        "counts only what is kept).",
+    )
     retention_schedule: str = Field(
         default="0 * * * *",
         description="Cron expression of the built-in retention task.",

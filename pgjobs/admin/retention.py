@@ -1,5 +1,6 @@
 """Retention: delete finished jobs, dead letters and error history by age and
-keep-last-N per task (Bull's removeOnComplete / removeOnFail).
+keep-last-N per task (Bull's removeOnComplete / removeOnFail), and the
+``pgjobs.task_stats`` rollups older than the longest stats window kept.
 
 ``prune()`` is what ``pgjobs prune`` calls; ``install()`` registers the same
 work as a periodic task on an App when ``PGJOBS_RETENTION_*`` settings are
@@ -48,6 +49,9 @@ class RetentionPolicy:
     longer ago; ``keep_succeeded`` / ``keep_failed``: per task, at most this
     many of the most recently enqueued jobs in that group are kept.
     A job goes when either its age or its rank says so.
+    ``stats_rollups_after``: ``pgjobs.task_stats``' per-minute rollups older
+    than this go with every prune (default 7 days); it alone does not make a
+    policy ``enabled``.
     """
 
     succeeded_after: datetime.timedelta | None = None
@@ -55,9 +59,15 @@ class RetentionPolicy:
     dead_letters_after: datetime.timedelta | None = None
     keep_succeeded: int | None = None
     keep_failed: int | None = None
+    stats_rollups_after: datetime.timedelta | None = 7 * _DAY
 
     def __post_init__(self) -> None:
-        for name in ("succeeded_after", "failed_after", "dead_letters_after"):
+        for name in (
+            "succeeded_after",
+            "failed_after",
+            "dead_letters_after",
+            "stats_rollups_after",
+        ):
             value = getattr(self, name)
             if value is not None and value < datetime.timedelta(0):
                 raise InvalidRetention(f"{name} must not be negative")
@@ -68,7 +78,11 @@ class RetentionPolicy:
 
     @property
     def enabled(self) -> bool:
-        return any(value is not None for value in asdict(self).values())
+        return any(
+            value is not None
+            for name, value in asdict(self).items()
+            if name != "stats_rollups_after"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -81,6 +95,7 @@ class RetentionPolicy:
             dead_letters_after=days(settings.retention_dead_letters_days),
             keep_succeeded=settings.retention_keep_succeeded,
             keep_failed=settings.retention_keep_failed,
+            stats_rollups_after=settings.retention_stats_rollups_days * _DAY,
         )
 
 
@@ -92,6 +107,7 @@ class PruneResult:
     failed_jobs: int
     dead_letters: int
     error_history: int
+    stats_rollups: int
     dry_run: bool
 
 
@@ -203,7 +219,8 @@ def _prune_rows(
     throttle: _Throttle,
     now: datetime.datetime | None,
 ) -> int:
-    """Dead letters or error history rows older than ``older_than``."""
+    """Dead letters, error history or stats rollup rows older than
+    ``older_than``."""
     if older_than is None:
         return 0
     if dry_run:
@@ -286,6 +303,7 @@ def prune(
         for key, kind, older_than in (
             ("dead_letters", "dead_letters", policy.dead_letters_after),
             ("error_history", "error_history", policy.failed_after),
+            ("stats_rollups", "stats_rollups", policy.stats_rollups_after),
         ):
             counts[key] = _prune_rows(
                 conn,

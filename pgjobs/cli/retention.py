@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 import click
 
@@ -49,7 +50,8 @@ def prune(
     """Delete old finished jobs and dead letters (retention).
 
     With no option, the PGJOBS_RETENTION_* settings say what to delete.
-    Waiting and running jobs are never touched.
+    Waiting and running jobs are never touched. Every prune also deletes the
+    task stats rollups older than PGJOBS_RETENTION_STATS_ROLLUPS_DAYS (7).
     """
     settings = state.settings
     given = retention.RetentionPolicy(
@@ -62,6 +64,9 @@ def prune(
         ),
         keep_succeeded=keep_succeeded,
         keep_failed=keep_failed,
+        stats_rollups_after=datetime.timedelta(
+            days=settings.retention_stats_rollups_days
+        ),
     )
     policy = (
         given if given.enabled else retention.RetentionPolicy.from_settings(settings)

@@ -69,6 +69,29 @@ WITH batch AS (
 )
 SELECT count(*) AS deleted FROM deleted;
 
+-- name: retention_count_stats_rollups --
+-- pgjobs.task_stats' per-minute rollups (sql/schema/43_task_rollups.sql).
+SELECT count(*) AS count
+  FROM pgjobs.task_rollups
+ WHERE minute < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval;
+
+-- name: retention_delete_stats_rollups --
+WITH batch AS (
+    SELECT minute, task_name, bucket, shard
+      FROM pgjobs.task_rollups
+     WHERE minute < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval
+     ORDER BY minute
+     LIMIT %(batch_size)s
+       FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM pgjobs.task_rollups AS rollup
+     USING batch
+     WHERE (rollup.minute, rollup.task_name, rollup.bucket, rollup.shard)
+           = (batch.minute, batch.task_name, batch.bucket, batch.shard)
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
 -- name: retention_count_error_history --
 SELECT count(*) AS count
   FROM pgjobs.job_errors

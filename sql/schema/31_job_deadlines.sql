@@ -38,6 +38,7 @@ $$;
 -- Jobs another transaction holds (a claim) are skipped. Returns the ids
 -- expired. Called by every claim that finds a deadline due, and by the
 -- workers' sweep (pgjobs.expiry) for queues no worker claims from.
+-- Counted in pgjobs.task_rollups (task_stats.expired).
 CREATE FUNCTION pgjobs.expire_jobs(p_limit integer DEFAULT 1000)
     RETURNS SETOF bigint
     LANGUAGE plpgsql
@@ -66,12 +67,22 @@ BEGIN
            SET status = 'cancelled'
           FROM due
          WHERE job.id = due.id
-        RETURNING job.id
+        RETURNING job.id, job.task_name
     ), marked AS (
         UPDATE pgjobs.job_deadlines AS deadline
            SET expired_at = now()
           FROM expired
          WHERE deadline.job_id = expired.id
+    ), rolled AS (
+        INSERT INTO pgjobs.task_rollups AS rollup
+               (minute, task_name, bucket, shard, expired)
+        SELECT date_trunc('minute', now()), expired.task_name, -3, pg_backend_pid() % 4,
+               count(*)
+          FROM expired
+         GROUP BY expired.task_name
+         ORDER BY expired.task_name
+        ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
+           SET expired = rollup.expired + excluded.expired
     )
     SELECT expired.id FROM expired ORDER BY expired.id;
 END;

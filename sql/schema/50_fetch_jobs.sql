@@ -36,6 +36,8 @@ CREATE INDEX pgjobs_jobs_task_rank_idx
 -- pgjobs.job_worker): 'doing' without a 'started' event until the worker
 -- starts them (pgjobs.finish_jobs writes it then), which is how a rescue
 -- tells a job that never started from one that was running.
+-- The starts are counted in pgjobs.task_rollups with the 'started' events,
+-- one grouped upsert per claim statement.
 -- Planned once per connection, not per call: a plan-cached PL/pgSQL body
 -- with a generic plan (planning a claim cost more than running it: 0.55 ms
 -- per claim with EXECUTE against 0.2 ms for procrastinate's own). The
@@ -282,6 +284,29 @@ BEGIN
                     INSERT INTO procrastinate_events (job_id, type)
                     SELECT claimed.id, 'started'::procrastinate_job_event_type
                       FROM claimed
+                    RETURNING procrastinate_events.job_id
+                ), rolled AS (
+                    -- Their starts and waits (since each job's last ready event) in
+                    -- pgjobs.task_rollups, one row per task.
+                    INSERT INTO pgjobs.task_rollups AS rollup
+                           (minute, task_name, bucket, shard, started, waited, wait_s)
+                    SELECT date_trunc('minute', now()), claimed.task_name, -2, pg_backend_pid() % 4,
+                           count(*), count(ready.s), coalesce(sum(ready.s), 0)
+                      FROM started
+                      JOIN claimed ON claimed.id = started.job_id
+                     CROSS JOIN LATERAL (
+                           SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                                WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                                 'scheduled')
+                                  AND r.at <= now()))::double precision AS s
+                             FROM procrastinate_events AS r
+                            WHERE r.job_id = claimed.id) AS ready
+                     GROUP BY claimed.task_name
+                     ORDER BY claimed.task_name
+                    ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
+                       SET started = rollup.started + excluded.started,
+                           waited = rollup.waited + excluded.waited,
+                           wait_s = rollup.wait_s + excluded.wait_s
                 ), slots AS (
                     INSERT INTO pgjobs.limit_slots (job_id, task_name, limit_key)
                     SELECT claimed.id, _lim.task_name, _key
@@ -390,6 +415,29 @@ BEGIN
                                                            claimed.id ASC) AS rank
                           FROM claimed) AS ranked
                  WHERE p_start IS NULL OR ranked.rank <= p_start
+                RETURNING procrastinate_events.job_id
+            ), rolled AS (
+                -- Their starts and waits (since each job's last ready event) in
+                -- pgjobs.task_rollups, one row per task.
+                INSERT INTO pgjobs.task_rollups AS rollup
+                       (minute, task_name, bucket, shard, started, waited, wait_s)
+                SELECT date_trunc('minute', now()), claimed.task_name, -2, pg_backend_pid() % 4,
+                       count(*), count(ready.s), coalesce(sum(ready.s), 0)
+                  FROM started
+                  JOIN claimed ON claimed.id = started.job_id
+                 CROSS JOIN LATERAL (
+                       SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                            WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                             'scheduled')
+                              AND r.at <= now()))::double precision AS s
+                         FROM procrastinate_events AS r
+                        WHERE r.job_id = claimed.id) AS ready
+                 GROUP BY claimed.task_name
+                 ORDER BY claimed.task_name
+                ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
+                   SET started = rollup.started + excluded.started,
+                       waited = rollup.waited + excluded.waited,
+                       wait_s = rollup.wait_s + excluded.wait_s
             )
             SELECT * FROM claimed;
             PERFORM set_config('pgjobs.batch_events', 'off', true);
@@ -440,6 +488,29 @@ BEGIN
                                                    claimed.id ASC) AS rank
                   FROM claimed) AS ranked
          WHERE p_start IS NULL OR ranked.rank <= p_start
+        RETURNING procrastinate_events.job_id
+    ), rolled AS (
+        -- Their starts and waits (since each job's last ready event) in
+        -- pgjobs.task_rollups, one row per task.
+        INSERT INTO pgjobs.task_rollups AS rollup
+               (minute, task_name, bucket, shard, started, waited, wait_s)
+        SELECT date_trunc('minute', now()), claimed.task_name, -2, pg_backend_pid() % 4,
+               count(*), count(ready.s), coalesce(sum(ready.s), 0)
+          FROM started
+          JOIN claimed ON claimed.id = started.job_id
+         CROSS JOIN LATERAL (
+               SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                    WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                     'scheduled')
+                      AND r.at <= now()))::double precision AS s
+                 FROM procrastinate_events AS r
+                WHERE r.job_id = claimed.id) AS ready
+         GROUP BY claimed.task_name
+         ORDER BY claimed.task_name
+        ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
+           SET started = rollup.started + excluded.started,
+               waited = rollup.waited + excluded.waited,
+               wait_s = rollup.wait_s + excluded.wait_s
     )
     SELECT * FROM claimed;
     PERFORM set_config('pgjobs.batch_events', 'off', true);

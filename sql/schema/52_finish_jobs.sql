@@ -18,6 +18,8 @@
 -- p_worker_id: the worker writing the outcomes; only jobs still 'doing'
 -- under it are finished (after a failover a job id lost in the replication
 -- lag window can name another job: its outcome must not land on it).
+-- The attempts it starts and ends are counted in pgjobs.task_rollups, one
+-- grouped upsert per statement (jobs deleted as they end included).
 CREATE FUNCTION pgjobs.finish_jobs(
     p_ids bigint[],
     p_statuses procrastinate_job_status[],
@@ -31,6 +33,7 @@ CREATE FUNCTION pgjobs.finish_jobs(
 AS $$
 DECLARE
     _done record;
+    _shard smallint := pg_backend_pid() % 4;
 BEGIN
     IF cardinality(p_started_ids) > 0 THEN
         -- Before batch_events is on: procrastinate's trigger writes their
@@ -60,6 +63,27 @@ BEGIN
                AND (p_worker_id IS NULL OR doing.worker_id = p_worker_id)
              ORDER BY doing.id
             RETURNING procrastinate_events.job_id
+        ),
+        rolled AS (
+            INSERT INTO pgjobs.task_rollups AS rollup
+                   (minute, task_name, bucket, shard, started, waited, wait_s)
+            SELECT date_trunc('minute', now()), job.task_name, -2, _shard,
+                   count(*), count(ready.s), coalesce(sum(ready.s), 0)
+              FROM recorded
+              JOIN procrastinate_jobs AS job ON job.id = recorded.job_id
+             CROSS JOIN LATERAL (
+                   SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                        WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
+                                         'scheduled')
+                          AND r.at <= now()))::double precision AS s
+                     FROM procrastinate_events AS r
+                    WHERE r.job_id = recorded.job_id) AS ready
+             GROUP BY job.task_name
+             ORDER BY job.task_name
+            ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
+               SET started = rollup.started + excluded.started,
+                   waited = rollup.waited + excluded.waited,
+                   wait_s = rollup.wait_s + excluded.wait_s
         )
         SELECT recorded.job_id, true FROM recorded;
     END IF;
@@ -84,7 +108,7 @@ BEGIN
              WHERE finished.delete_job
                AND jobs.id = finished.id
                AND current.id = finished.id
-            RETURNING jobs.id
+            RETURNING jobs.id, jobs.task_name, finished.status, current.old_status
         ),
         updated AS (
             UPDATE procrastinate_jobs AS jobs
@@ -117,6 +141,55 @@ BEGIN
              WHERE updated.old_status = 'doing'
                 OR updated.status IN ('succeeded', 'failed')
              ORDER BY updated.id
+        ),
+        -- Their run times: since each one's last 'started' event. Every
+        -- probe of procrastinate_events here and below is by job_id alone,
+        -- the rest filtered: a condition on type and at could make a generic
+        -- plan walk the (type, at) index through every event instead.
+        ended AS (
+            SELECT attempt.task_name, attempt.status, run.s
+              FROM (SELECT updated.id, updated.task_name, updated.status
+                      FROM updated WHERE updated.old_status = 'doing'
+                    UNION ALL
+                    SELECT deleted.id, deleted.task_name, deleted.status
+                      FROM deleted WHERE deleted.old_status = 'doing') AS attempt
+             CROSS JOIN LATERAL (
+                   SELECT extract(epoch FROM now() - max(s.at) FILTER (
+                              WHERE s.type = 'started' AND s.at <= now()))::double precision
+                              AS s
+                     FROM procrastinate_events AS s
+                    WHERE s.job_id = attempt.id) AS run
+        ),
+        -- Per task, the outcomes (bucket -1) and the run-time histogram.
+        rolled AS (
+            INSERT INTO pgjobs.task_rollups AS rollup
+                   (minute, task_name, bucket, shard, runs, succeeded, failed, aborted,
+                    timed, run_s, min_run_s, max_run_s)
+            SELECT date_trunc('minute', now()), ended.task_name, -1, _shard,
+                   count(*),
+                   count(*) FILTER (WHERE ended.status = 'succeeded'),
+                   count(*) FILTER (WHERE ended.status = 'failed'),
+                   count(*) FILTER (WHERE ended.status = 'aborted'),
+                   count(ended.s), coalesce(sum(ended.s), 0), min(ended.s), max(ended.s)
+              FROM ended
+             GROUP BY ended.task_name
+            UNION ALL
+            SELECT pgjobs.run_time_block(now()), ended.task_name,
+                   pgjobs.run_time_bucket(ended.s), _shard, count(*), 0, 0, 0, 0, 0,
+                   NULL, NULL
+              FROM ended
+             WHERE ended.s IS NOT NULL
+             GROUP BY ended.task_name, pgjobs.run_time_bucket(ended.s)
+             ORDER BY 3, 2
+            ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
+               SET runs = rollup.runs + excluded.runs,
+                   succeeded = rollup.succeeded + excluded.succeeded,
+                   failed = rollup.failed + excluded.failed,
+                   aborted = rollup.aborted + excluded.aborted,
+                   timed = rollup.timed + excluded.timed,
+                   run_s = rollup.run_s + excluded.run_s,
+                   min_run_s = least(rollup.min_run_s, excluded.min_run_s),
+                   max_run_s = greatest(rollup.max_run_s, excluded.max_run_s)
         )
         SELECT deleted.id, false AS recorded, NULL::procrastinate_job_status AS status,
                NULL::text AS task_name, false AS periodic

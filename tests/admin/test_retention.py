@@ -85,6 +85,14 @@ def test_prune_by_age_at_the_exact_cutoff(
     add_error(conn, 30 * DAY)
     now = db_now(conn)
     conn.commit()
+    # The task stats rollups of the attempts older than 7 days go too.
+    row = conn.execute(
+        "SELECT count(*) FROM pgjobs.task_rollups"
+        " WHERE minute < %s - interval '7 days'",
+        (now,),
+    ).fetchone()
+    assert row is not None and row[0] > 0
+    rollups = row[0]
 
     policy = RetentionPolicy(
         succeeded_after=datetime.timedelta(days=7),
@@ -93,14 +101,24 @@ def test_prune_by_age_at_the_exact_cutoff(
     )
     dry = retention.prune(db_url, policy, dry_run=True, now=now)
     assert dry == retention.PruneResult(
-        succeeded_jobs=1, failed_jobs=2, dead_letters=1, error_history=1, dry_run=True
+        succeeded_jobs=1,
+        failed_jobs=2,
+        dead_letters=1,
+        error_history=1,
+        stats_rollups=rollups,
+        dry_run=True,
     )
     before = job_ids(conn)
     assert len(before) == 11
 
     result = retention.prune(db_url, policy, now=now, batch_size=1)
     assert result == retention.PruneResult(
-        succeeded_jobs=1, failed_jobs=2, dead_letters=1, error_history=1, dry_run=False
+        succeeded_jobs=1,
+        failed_jobs=2,
+        dead_letters=1,
+        error_history=1,
+        stats_rollups=rollups,
+        dry_run=False,
     )
     assert job_ids(conn) == before - {old_ok, old_failed, old_cancelled}
     assert {at_cutoff, just_inside, recent, failed_at_cutoff, young_aborted} <= (
@@ -257,6 +275,7 @@ def test_cli_prune(conn: psycopg.Connection[Any], db_url: str) -> None:
         "failed_jobs": 0,
         "dead_letters": 1,
         "error_history": 0,
+        "stats_rollups": 3,  # the old job's start, outcome and run time
         "dry_run": True,
     }
     assert job_ids(conn) == {old, young}
@@ -264,7 +283,8 @@ def test_cli_prune(conn: psycopg.Connection[Any], db_url: str) -> None:
     done = run_cli("prune", "--succeeded-older-than", "7d", db_url=db_url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "deleted: 1 succeeded jobs, 0 failed jobs, 0 dead letters, 0 error history"
+        "deleted: 1 succeeded jobs, 0 failed jobs, 0 dead letters, 0 error history,"
+        " 3 stats rollups"
     )
     assert job_ids(conn) == {young}
 
