@@ -1,13 +1,13 @@
 """task stats rollups: pgjobs.task_stats from per-task, per-minute rollups
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 """
 
 from pgjobs.db.schema import run_sql_file
 
 revision = "0020"
-down_revision = "0018"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

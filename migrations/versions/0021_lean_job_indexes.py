@@ -1,13 +1,13 @@
 """lean job indexes: procrastinate's job indexes pgjobs never reads go
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 """
 
 from pgjobs.db.schema import run_sql_file
 
 revision = "0021"
-down_revision = "0019"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
