@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format mypy check bench bench-views bench-dashboard bench-worker-exit bench-volume faults faults-quick clean
+.PHONY: install demo test test-fast lint format mypy check bench bench-views bench-dashboard bench-worker-exit bench-volume bench-task-stats faults faults-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -68,6 +68,11 @@ bench-worker-exit: $(STAMP)
 VOLUME_ARGS ?=
 bench-volume: $(STAMP)
 	$(PY) -m bench.volume $(VOLUME_ARGS) --output bench/results/volume.md
+
+## pgjobs.task_stats with 1,000,000 attempts in its window: the rollups
+## (migration 0020) against the events query they replaced.
+bench-task-stats: $(STAMP)
+	$(PY) -m bench.task_stats
 
 clean:
 	rm -rf $(VENV) .venv-django6 .pgjobs .pytest_cache .mypy_cache .ruff_cache
