@@ -177,8 +177,11 @@ async def enqueue_concurrent(ctx: Context) -> Samples:
     for _ in range(ctx.plan.runs):
         for suffix, mode in modes:
             for with_worker in (False, True):
-                if with_worker and mode == "never":
-                    continue  # a worker would only poll: not the comparison
+                if with_worker and (mode == "never" or not ctx.adapter.notify_modes):
+                    # never: a worker would only poll, not the comparison;
+                    # the other systems: their enqueue figure is the row above
+                    # (the comparison is pgjobs against its own modes).
+                    continue
                 key = f"enqueue_concurrent{'_worker' if with_worker else ''}{suffix}"
                 samples.setdefault(key, []).append(
                     await _concurrent_run(ctx, total, mode, with_worker)
