@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from pgjobs.dashboard.state import MAX_LIVE, dashboard_of
-from pgjobs.db import queries
 from pgjobs.monitoring import events
 
 #: Seconds between two keep-alive comments on an idle stream.
@@ -26,9 +25,9 @@ KEEPALIVE = 15.0
 _END = object()
 
 
-def _last_id(request: Request) -> int:
+def _now(request: Request) -> events.Position:
     with dashboard_of(request).connection() as conn:
-        return int(queries.fetch_value(conn, "events_last_id"))
+        return events.position(conn)
 
 
 async def endpoint(request: Request) -> Response:
@@ -40,16 +39,16 @@ async def endpoint(request: Request) -> Response:
     # reconnect): the page refreshes once the stream is open, so nothing that
     # happened between its rendering and this point is missed either.
     resume = request.headers.get("last-event-id", "")
-    if resume.isdigit():
-        after = int(resume)
-    else:
-        after = await run_in_threadpool(_last_id, request)
+    try:
+        after = events.Position.parse(resume)
+    except ValueError:
+        after = await run_in_threadpool(_now, request)
 
     async def pump() -> None:
         try:
             async for event in events.stream(
                 dashboard.settings,
-                after_id=after,
+                after=after,
                 statement_timeout=dashboard.settings.dashboard_statement_timeout,
             ):
                 if queue.full():  # the page reloads sections anyway
@@ -74,7 +73,7 @@ async def endpoint(request: Request) -> Response:
                     return
                 assert isinstance(item, events.JobEvent)
                 data = json.dumps(asdict(item), default=str)
-                yield f"event: job\nid: {item.id}\ndata: {data}\n\n"
+                yield f"event: job\nid: {item.cursor}\ndata: {data}\n\n"
         finally:
             dashboard.live_clients -= 1
             task.cancel()

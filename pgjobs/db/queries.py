@@ -139,3 +139,10 @@ async def fetch_all_async(
         async with conn.cursor(row_factory=dict_row) as cursor:
             await cursor.execute(query(name), params)
             return await cursor.fetchall() if cursor.description else []
+
+
+async def fetch_one_async(
+    conn: psycopg.AsyncConnection[Any], name: str, **params: Any
+) -> Row | None:
+    rows = await fetch_all_async(conn, name, **params)
+    return rows[0] if rows else None

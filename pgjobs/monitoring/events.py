@@ -2,8 +2,10 @@
 
 ``async for event in pgjobs.events.stream(settings): ...`` is pgjobs' answer
 to Bull's ``queue.on('completed' | 'failed' | ...)``: it reads
-``procrastinate_events`` (which every worker already writes, one row per state
-change) in id order, with each event's job, error and dead letter. It polls
+what every worker already writes, in id order, with each event's job, error
+and dead letter: 'enqueued' events from the jobs themselves (their
+``deferred_at``), every other kind from ``pgjobs.event_log`` (one row per
+state change); ``procrastinate_events`` is the view over both. It polls
 every ``PGJOBS_EVENTS_POLL_INTERVAL`` seconds and also wakes on procrastinate's
 existing enqueue notification (``LISTEN procrastinate_any_queue_v1``), sent
 while a worker waits for work (``pgjobs.notify``, pgjobs.worker.wakeups),
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import heapq
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -66,7 +69,8 @@ _MAX_GAP = 1000
 
 @dataclass(frozen=True)
 class JobEvent:
-    """One state change of a job (a row of ``procrastinate_events``)."""
+    """One state change of a job (a row of ``procrastinate_events``: ``id`` is
+    its id there, negative for an 'enqueued' event)."""
 
     id: int
     at: datetime.datetime
@@ -81,6 +85,28 @@ class JobEvent:
     error_message: str | None
     #: 'dead_lettered': the letter written for the job.
     dead_letter_id: int | None
+    #: Where a reader resumes to get the events after this one
+    #: (``stream(after=...)``, the dashboard's Last-Event-ID).
+    cursor: str = ""
+
+
+@dataclass(frozen=True)
+class Position:
+    """A reader's place: the last event log id and the last job id read."""
+
+    log_id: int
+    job_id: int
+
+    def __str__(self) -> str:
+        return f"{self.log_id}:{self.job_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        """``"<log id>:<job id>"`` (``str()`` of a position)."""
+        log_id, sep, job_id = text.partition(":")
+        if not (sep and log_id.isdigit() and job_id.isdigit()):
+            raise ValueError(f"not an event stream position: {text!r}")
+        return cls(int(log_id), int(job_id))
 
 
 def latest(
@@ -92,21 +118,66 @@ def latest(
 ) -> list[JobEvent]:
     """The newest ``limit`` matching events, oldest first."""
     with connections.connection(target) as conn:
-        upto = queries.fetch_value(conn, "events_last_id")
+        start = _position(queries.fetch_one(conn, "events_position"))
         rows = queries.fetch_all(
-            conn, "events_latest", upto=upto, limit=limit, queue=queue, task=task
+            conn,
+            "events_latest",
+            upto=start.log_id,
+            upto_job=start.job_id,
+            limit=limit,
+            queue=queue,
+            task=task,
         )
-    return [JobEvent(**row) for row in rows]
+    return [JobEvent(**row, cursor=str(start)) for row in rows]
+
+
+def position(conn: psycopg.Connection[Any]) -> Position:
+    """Where a reader that starts now starts (after every event so far)."""
+    return _position(queries.fetch_one(conn, "events_position"))
+
+
+def _position(row: dict[str, Any] | None) -> Position:
+    assert row is not None
+    return Position(int(row["log_id"]), int(row["job_id"]))
+
+
+class _Ids:
+    """One source's read position: the last id read and the recent gaps."""
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.gaps: dict[int, float] = {}
+
+    def seen(self, row_id: int, now: float) -> None:
+        if row_id > self.last:
+            if row_id - self.last <= _MAX_GAP:
+                for missing in range(self.last + 1, row_id):
+                    self.gaps.setdefault(missing, now)
+            self.last = row_id
+        else:
+            self.gaps.pop(row_id, None)
+
+    def expire(self, now: float) -> None:
+        self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_WAIT}
+
+
+def _merge_key(row: dict[str, Any]) -> tuple[bool, datetime.datetime, bool]:
+    at = row["at"]
+    return (at is not None, at or _NO_TIME, row["source"] == "log")
+
+
+_NO_TIME = datetime.datetime.min.replace(tzinfo=datetime.UTC)
 
 
 class _Reader:
-    """Reads events after the last id delivered, re-checking recent gaps."""
+    """Reads events after the last ids read (log and jobs), re-checking
+    recent gaps; each source in id order, the two merged by time."""
 
-    def __init__(self, queue: str | None, task: str | None, last: int) -> None:
+    def __init__(self, queue: str | None, task: str | None, start: Position) -> None:
         self.queue = queue
         self.task = task
-        self.last = last
-        self.gaps: dict[int, float] = {}
+        self.log = _Ids(start.log_id)
+        self.jobs = _Ids(start.job_id)
 
     async def read(
         self, conn: psycopg.AsyncConnection[Any]
@@ -115,27 +186,30 @@ class _Reader:
         rows = await queries.fetch_all_async(
             conn,
             "events_after",
-            after=self.last,
-            gaps=list(self.gaps),
+            after=self.log.last,
+            gaps=list(self.log.gaps),
+            after_job=self.jobs.last,
+            job_gaps=list(self.jobs.gaps),
             queue=self.queue,
             task=self.task,
             limit=BATCH,
         )
         now = time.monotonic()
+        logged = [row for row in rows if row["source"] == "log"]
+        enqueued = [row for row in rows if row["source"] == "job"]
         found: list[JobEvent] = []
-        for row in rows:
-            event_id = row["id"]
-            if event_id > self.last:
-                if event_id - self.last <= _MAX_GAP:
-                    for missing in range(self.last + 1, event_id):
-                        self.gaps.setdefault(missing, now)
-                self.last = event_id
-            else:
-                self.gaps.pop(event_id, None)
+        # Each source stays in id order (so that every event's cursor is a
+        # place to resume from); an enqueue goes before a logged event of
+        # the same time (a job's first event).
+        for row in heapq.merge(logged, enqueued, key=_merge_key):
+            ids = self.log if row.pop("source") == "log" else self.jobs
+            ids.seen(row.pop("position"), now)
             if row.pop("matches"):
-                found.append(JobEvent(**row))
-        self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_WAIT}
-        return found, len(rows) == BATCH
+                cursor = str(Position(self.log.last, self.jobs.last))
+                found.append(JobEvent(**row, cursor=cursor))
+        self.log.expire(now)
+        self.jobs.expire(now)
+        return found, len(logged) == BATCH or len(enqueued) == BATCH
 
 
 async def _open(info: str, listen: bool) -> psycopg.AsyncConnection[Any]:
@@ -187,6 +261,7 @@ async def stream(
     queue: str | None = None,
     task: str | None = None,
     backlog: int = 0,
+    after: Position | str | None = None,
     after_id: int | None = None,
     poll_interval: float | None = None,
     listen: bool | None = None,
@@ -195,7 +270,9 @@ async def stream(
     """Yield job events as they happen, forever (break out of the loop to stop).
 
     Starts with the newest ``backlog`` matching events, then every new one;
-    ``after_id`` starts after that event id instead (resuming a reader).
+    ``after`` (an event's ``cursor``) starts after that event instead
+    (resuming a reader), and so does ``after_id`` (an event's ``id``; 0: from
+    the first event kept).
     ``poll_interval``/``listen`` default to ``PGJOBS_EVENTS_POLL_INTERVAL`` /
     ``PGJOBS_EVENTS_LISTEN`` (1 s / on) with settings, else 1 s / on.
     ``statement_timeout`` (seconds) bounds each read (the dashboard's).
@@ -206,26 +283,36 @@ async def stream(
     use_listen = (
         listen if listen is not None else (settings.events_listen if settings else True)
     )
+    start = Position.parse(after) if isinstance(after, str) else after
     conn = await _open(info, use_listen)
     try:
-        if after_id is None:
+        if start is None:
             async with _bounded(conn, statement_timeout):
-                last = int(await queries.fetch_value_async(conn, "events_last_id"))
                 rows = []
-                if backlog > 0:
-                    rows = await queries.fetch_all_async(
-                        conn,
-                        "events_latest",
-                        upto=last,
-                        limit=backlog,
-                        queue=queue,
-                        task=task,
+                if after_id is not None:
+                    found = await queries.fetch_one_async(
+                        conn, "events_position_after", id=after_id
                     )
+                    if found is None:  # that event is gone: from now on
+                        found = await queries.fetch_one_async(conn, "events_position")
+                    start = _position(found)
+                else:
+                    start = _position(
+                        await queries.fetch_one_async(conn, "events_position")
+                    )
+                    if backlog > 0:
+                        rows = await queries.fetch_all_async(
+                            conn,
+                            "events_latest",
+                            upto=start.log_id,
+                            upto_job=start.job_id,
+                            limit=backlog,
+                            queue=queue,
+                            task=task,
+                        )
             for row in rows:
-                yield JobEvent(**row)
-        else:
-            last = after_id
-        reader = _Reader(queue, task, last)
+                yield JobEvent(**row, cursor=str(start))
+        reader = _Reader(queue, task, start)
         while True:
             try:
                 async with _bounded(conn, statement_timeout):

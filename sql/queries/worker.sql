@@ -1,7 +1,11 @@
 -- name: worker_fetch_jobs --
 -- Claim up to %(limit)s jobs for a worker, the first %(start)s of them (NULL:
--- all) to start now (see pgjobs.fetch_jobs).
-SELECT * FROM pgjobs.fetch_jobs(%(queues)s, %(worker_id)s, %(limit)s, %(start)s);
+-- all) to start now (see pgjobs.fetch_jobs). The columns named: a column
+-- added to procrastinate_jobs by a migration would otherwise change the
+-- result of a statement the running workers have prepared.
+SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at,
+       queue_name, attempts, abort_requested, worker_id
+  FROM pgjobs.fetch_jobs(%(queues)s, %(worker_id)s, %(limit)s, %(start)s);
 
 -- name: worker_finish_jobs --
 -- Finish many jobs in one statement; returns the ids actually finished.

@@ -34,7 +34,7 @@ WITH active AS (
     SELECT job.queue_name,
            count(*) FILTER (WHERE event.type = 'succeeded') AS succeeded,
            count(*) FILTER (WHERE event.type = 'failed') AS failed
-      FROM procrastinate_events AS event
+      FROM pgjobs.event_log AS event
       JOIN procrastinate_jobs AS job ON job.id = event.job_id
      WHERE event.type IN ('succeeded', 'failed')
        -- as_of() called, not sub-selected: the planner folds it to estimate

@@ -133,7 +133,7 @@ BEGIN
     SELECT extract(epoch FROM NEW.at - max(started.at) FILTER (
                WHERE started.type = 'started' AND started.at <= NEW.at))::double precision
            INTO _s
-      FROM procrastinate_events AS started
+      FROM pgjobs.event_log AS started
      WHERE started.job_id = NEW.job_id;
     INSERT INTO pgjobs.task_rollups AS rollup
            (minute, task_name, bucket, shard, runs, succeeded, failed, retried,
@@ -169,7 +169,7 @@ $$;
 -- own rollups, one upsert per statement (a trigger call per event cost the
 -- worker about a quarter of its throughput).
 CREATE TRIGGER pgjobs_roll_up_event
-    AFTER INSERT ON procrastinate_events
+    AFTER INSERT ON pgjobs.event_log
     FOR EACH ROW
     WHEN (current_setting('pgjobs.batch_events', true) IS DISTINCT FROM 'on'
           AND NEW.type IN ('started', 'succeeded', 'failed', 'deferred_for_retry',

@@ -28,7 +28,7 @@ SELECT job.id AS job_id,
   LEFT JOIN procrastinate_workers AS worker ON worker.id = job.worker_id
   CROSS JOIN LATERAL (
        SELECT max(event.at) AS at
-         FROM procrastinate_events AS event
+         FROM pgjobs.event_log AS event
         WHERE event.job_id = job.id AND event.type = 'started'
   ) AS started
  WHERE job.status = 'doing'

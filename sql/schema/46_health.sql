@@ -48,7 +48,7 @@ SELECT 'replication_lag'::text AS "check",
 -- version that a snapshot still open may see, so a transaction left open
 -- (idle in transaction, a long report, a forgotten psql session) lets the
 -- dead rows of every job finished since pile up in procrastinate_jobs and
--- procrastinate_events, and claims slow down walking them. One row per
+-- pgjobs.event_log, and claims slow down walking them. One row per
 -- holder: transactions of this database holding a snapshot or a
 -- transaction id (age: since the transaction began), prepared transactions
 -- (since PREPARE TRANSACTION) and replication slots with an xmin (a standby
@@ -225,7 +225,7 @@ SELECT 'dead_rows',
        'warning'
   FROM pg_stat_user_tables AS stat
   JOIN pg_class AS class ON class.oid = stat.relid
- WHERE stat.relid IN ('procrastinate_jobs'::regclass, 'procrastinate_events'::regclass)
+ WHERE stat.relid IN ('procrastinate_jobs'::regclass, 'pgjobs.event_log'::regclass)
    AND stat.n_dead_tup > greatest(
            pgjobs.setting('pgjobs.max_dead_rows', '100000')::bigint,
            stat.n_live_tup / 10);

@@ -43,8 +43,8 @@ BEGIN
             TO pgjobs_enqueuer;
         GRANT INSERT ON procrastinate_jobs TO pgjobs_enqueuer;
         GRANT SELECT (id, queueing_lock, status) ON procrastinate_jobs TO pgjobs_enqueuer;
-        GRANT INSERT ON procrastinate_events TO pgjobs_enqueuer;
-        GRANT USAGE ON SEQUENCE procrastinate_jobs_id_seq, procrastinate_events_id_seq
+        GRANT INSERT ON pgjobs.event_log TO pgjobs_enqueuer;
+        GRANT USAGE ON SEQUENCE procrastinate_jobs_id_seq, pgjobs.event_log_id_seq
             TO pgjobs_enqueuer;
     END IF;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgjobs_worker') THEN
@@ -55,11 +55,11 @@ BEGIN
                        _procrastinate_schema);
         GRANT USAGE ON SCHEMA pgjobs TO pgjobs_worker;
         GRANT SELECT, INSERT, UPDATE, DELETE
-            ON procrastinate_jobs, procrastinate_events, procrastinate_workers,
-               procrastinate_periodic_defers
+            ON procrastinate_jobs, procrastinate_events, pgjobs.event_log,
+               procrastinate_workers, procrastinate_periodic_defers
             TO pgjobs_worker;
         GRANT USAGE, SELECT
-            ON SEQUENCE procrastinate_jobs_id_seq, procrastinate_events_id_seq,
+            ON SEQUENCE procrastinate_jobs_id_seq, pgjobs.event_log_id_seq,
                procrastinate_workers_id_seq, procrastinate_periodic_defers_id_seq
             TO pgjobs_worker;
         IF to_regclass('pgjobs_alembic_version') IS NOT NULL THEN

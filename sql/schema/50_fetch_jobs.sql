@@ -281,10 +281,10 @@ BEGIN
                            FOR UPDATE OF todo SKIP LOCKED))
                     RETURNING jobs.*
                 ), started AS (
-                    INSERT INTO procrastinate_events (job_id, type)
+                    INSERT INTO pgjobs.event_log (job_id, type)
                     SELECT claimed.id, 'started'::procrastinate_job_event_type
                       FROM claimed
-                    RETURNING procrastinate_events.job_id
+                    RETURNING event_log.job_id
                 ), rolled AS (
                     -- Their starts and waits (since each job's last ready event) in
                     -- pgjobs.task_rollups, one row per task.
@@ -295,11 +295,11 @@ BEGIN
                       FROM started
                       JOIN claimed ON claimed.id = started.job_id
                      CROSS JOIN LATERAL (
-                           SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                           SELECT extract(epoch FROM now() - greatest(max(r.at) FILTER (
                                 WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
                                                  'scheduled')
-                                  AND r.at <= now()))::double precision AS s
-                             FROM procrastinate_events AS r
+                                  AND r.at <= now()), claimed.deferred_at))::double precision AS s
+                             FROM pgjobs.event_log AS r
                             WHERE r.job_id = claimed.id) AS ready
                      GROUP BY claimed.task_name
                      ORDER BY claimed.task_name
@@ -408,14 +408,14 @@ BEGIN
                        FOR UPDATE OF todo SKIP LOCKED))
                 RETURNING jobs.*
             ), started AS (
-                INSERT INTO procrastinate_events (job_id, type)
+                INSERT INTO pgjobs.event_log (job_id, type)
                 SELECT ranked.id, 'started'::procrastinate_job_event_type
                   FROM (SELECT claimed.id,
                                row_number() OVER (ORDER BY claimed.priority DESC,
                                                            claimed.id ASC) AS rank
                           FROM claimed) AS ranked
                  WHERE p_start IS NULL OR ranked.rank <= p_start
-                RETURNING procrastinate_events.job_id
+                RETURNING event_log.job_id
             ), rolled AS (
                 -- Their starts and waits (since each job's last ready event) in
                 -- pgjobs.task_rollups, one row per task.
@@ -426,11 +426,11 @@ BEGIN
                   FROM started
                   JOIN claimed ON claimed.id = started.job_id
                  CROSS JOIN LATERAL (
-                       SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                       SELECT extract(epoch FROM now() - greatest(max(r.at) FILTER (
                             WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
                                              'scheduled')
-                              AND r.at <= now()))::double precision AS s
-                         FROM procrastinate_events AS r
+                              AND r.at <= now()), claimed.deferred_at))::double precision AS s
+                         FROM pgjobs.event_log AS r
                         WHERE r.job_id = claimed.id) AS ready
                  GROUP BY claimed.task_name
                  ORDER BY claimed.task_name
@@ -481,14 +481,14 @@ BEGIN
                FOR UPDATE OF todo SKIP LOCKED))
         RETURNING jobs.*
     ), started AS (
-        INSERT INTO procrastinate_events (job_id, type)
+        INSERT INTO pgjobs.event_log (job_id, type)
         SELECT ranked.id, 'started'::procrastinate_job_event_type
           FROM (SELECT claimed.id,
                        row_number() OVER (ORDER BY claimed.priority DESC,
                                                    claimed.id ASC) AS rank
                   FROM claimed) AS ranked
          WHERE p_start IS NULL OR ranked.rank <= p_start
-        RETURNING procrastinate_events.job_id
+        RETURNING event_log.job_id
     ), rolled AS (
         -- Their starts and waits (since each job's last ready event) in
         -- pgjobs.task_rollups, one row per task.
@@ -499,11 +499,11 @@ BEGIN
           FROM started
           JOIN claimed ON claimed.id = started.job_id
          CROSS JOIN LATERAL (
-               SELECT extract(epoch FROM now() - max(r.at) FILTER (
+               SELECT extract(epoch FROM now() - greatest(max(r.at) FILTER (
                     WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
                                      'scheduled')
-                      AND r.at <= now()))::double precision AS s
-                 FROM procrastinate_events AS r
+                      AND r.at <= now()), claimed.deferred_at))::double precision AS s
+                 FROM pgjobs.event_log AS r
                 WHERE r.job_id = claimed.id) AS ready
          GROUP BY claimed.task_name
          ORDER BY claimed.task_name

@@ -55,14 +55,14 @@ BEGIN
     IF cardinality(p_started_ids) > 0 THEN
         RETURN QUERY
         WITH recorded AS (
-            INSERT INTO procrastinate_events (job_id, type)
+            INSERT INTO pgjobs.event_log (job_id, type)
             SELECT doing.id, 'started'::procrastinate_job_event_type
               FROM procrastinate_jobs AS doing
              WHERE doing.id = ANY(p_started_ids)
                AND doing.status = 'doing'
                AND (p_worker_id IS NULL OR doing.worker_id = p_worker_id)
              ORDER BY doing.id
-            RETURNING procrastinate_events.job_id
+            RETURNING event_log.job_id
         ),
         rolled AS (
             INSERT INTO pgjobs.task_rollups AS rollup
@@ -72,11 +72,11 @@ BEGIN
               FROM recorded
               JOIN procrastinate_jobs AS job ON job.id = recorded.job_id
              CROSS JOIN LATERAL (
-                   SELECT extract(epoch FROM now() - max(r.at) FILTER (
+                   SELECT extract(epoch FROM now() - greatest(max(r.at) FILTER (
                         WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
                                          'scheduled')
-                          AND r.at <= now()))::double precision AS s
-                     FROM procrastinate_events AS r
+                          AND r.at <= now()), job.deferred_at))::double precision AS s
+                     FROM pgjobs.event_log AS r
                     WHERE r.job_id = recorded.job_id) AS ready
              GROUP BY job.task_name
              ORDER BY job.task_name
@@ -131,7 +131,7 @@ BEGIN
         -- pgjobs.batch_events is on): doing -> succeeded/failed/aborted, and
         -- todo -> succeeded/failed is a cancellation.
         events AS (
-            INSERT INTO procrastinate_events (job_id, type)
+            INSERT INTO pgjobs.event_log (job_id, type)
             SELECT updated.id,
                    CASE WHEN updated.old_status = 'doing'
                         THEN updated.status::text
@@ -157,7 +157,7 @@ BEGIN
                    SELECT extract(epoch FROM now() - max(s.at) FILTER (
                               WHERE s.type = 'started' AND s.at <= now()))::double precision
                               AS s
-                     FROM procrastinate_events AS s
+                     FROM pgjobs.event_log AS s
                     WHERE s.job_id = attempt.id) AS run
         ),
         -- Per task, the outcomes (bucket -1) and the run-time histogram.

@@ -1,7 +1,8 @@
 -- Enqueueing in bulk: procrastinate's per-row insert triggers (two NOTIFYs
 -- and one 'deferred' event INSERT per job) become one per-statement trigger
--- over the inserted rows: one event INSERT and one NOTIFY per queue (plus
--- one on the any-queue channel) per statement. Workers only read the
+-- over the inserted rows: one NOTIFY per queue (plus one on the any-queue
+-- channel) per statement, and no event row (the 'deferred' event is the
+-- job's deferred_at column, 05_job_events.sql). Workers only read the
 -- notification's type, so what they see is unchanged.
 --
 -- Notifying only when a worker waits (setting pgjobs.notify, default
@@ -85,12 +86,15 @@ DECLARE
     _queue record;
     _first bigint;
 BEGIN
-    INSERT INTO procrastinate_events (job_id, type)
-    SELECT id, 'deferred'::procrastinate_job_event_type
-      FROM new_jobs
-     WHERE status = 'todo'
-     ORDER BY id;
-    IF NOT FOUND OR NOT pgjobs.wakeup_wanted() THEN
+    -- A job inserted in another state than 'todo' (by hand) had no
+    -- 'deferred' event, and has no deferred_at.
+    IF EXISTS (SELECT FROM new_jobs WHERE status <> 'todo' AND deferred_at IS NOT NULL) THEN
+        UPDATE procrastinate_jobs AS job SET deferred_at = NULL
+          FROM new_jobs
+         WHERE job.id = new_jobs.id AND new_jobs.status <> 'todo';
+    END IF;
+    IF NOT EXISTS (SELECT FROM new_jobs WHERE status = 'todo')
+       OR NOT pgjobs.wakeup_wanted() THEN
         RETURN NULL;
     END IF;
     FOR _queue IN

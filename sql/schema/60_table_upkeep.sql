@@ -9,7 +9,7 @@ ALTER TABLE procrastinate_jobs SET (
     autovacuum_vacuum_insert_scale_factor = 0.05,
     autovacuum_analyze_scale_factor = 0.02
 );
-ALTER TABLE procrastinate_events SET (
+ALTER TABLE pgjobs.event_log SET (
     autovacuum_vacuum_scale_factor = 0.01,
     autovacuum_vacuum_insert_scale_factor = 0.05,
     autovacuum_analyze_scale_factor = 0.02

@@ -77,7 +77,17 @@ async def test_the_stream_sees_each_state_change(
     assert sorted(delayed[:2]) == ["enqueued", "scheduled"] and delayed[2:] == [
         "cancelled"
     ]
-    assert [e.id for e in found] == sorted(e.id for e in found)
+    # Each source in id order (enqueues from the jobs, the rest from the
+    # log), so every event's cursor is at or past the one before it.
+    logged = [e.id for e in found if e.kind != "enqueued"]
+    enqueued = [e.id for e in found if e.kind == "enqueued"]
+    assert logged == sorted(logged) and enqueued == sorted(enqueued)
+    places = [events.Position.parse(e.cursor) for e in found]
+    assert all(
+        a.log_id <= b.log_id and a.job_id <= b.job_id
+        for a, b in zip(places, places[1:], strict=False)
+    )
+    assert places[-1].job_id == later
 
 
 async def test_filters_backlog_and_resuming(

@@ -282,12 +282,17 @@ def test_health_reports_dead_rows_piling_up(
     conn: psycopg.Connection[Any], db_url: str
 ) -> None:
     # Autovacuum off on the jobs table: 200 of 300 jobs deleted leave 200 dead
-    # rows there (and in the events table, by cascade) beside 100 live.
-    for table in ("procrastinate_jobs", "procrastinate_events"):
+    # rows there (and in the event log, their 'started' events, by cascade)
+    # beside 100 live.
+    for table in ("procrastinate_jobs", "pgjobs.event_log"):
         conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
     conn.execute(
         "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
         " SELECT 'q', 't', '{}' FROM generate_series(1, 300)"
+    )
+    conn.execute(
+        "INSERT INTO pgjobs.event_log (job_id, type)"
+        " SELECT id, 'started' FROM procrastinate_jobs"
     )
     conn.commit()
     conn.execute("DELETE FROM procrastinate_jobs WHERE id % 3 <> 0")
@@ -298,7 +303,7 @@ def test_health_reports_dead_rows_piling_up(
     assert views.health(db_url) == []  # below the default 100,000
     problems = views.health(db_url, MonitoringOptions(max_dead_rows=50))
     assert [(p.check, p.subject, p.severity) for p in problems] == [
-        ("dead_rows", "table procrastinate_events", "warning"),
+        ("dead_rows", "table pgjobs.event_log", "warning"),
         ("dead_rows", "table procrastinate_jobs", "warning"),
     ]
     detail = problems[1].detail
@@ -312,7 +317,7 @@ def test_health_reports_dead_rows_piling_up(
     assert run_cli("health", "--max-dead-rows", "-1", db_url=db_url).returncode == 2
 
     conn.autocommit = True
-    conn.execute("VACUUM procrastinate_jobs, procrastinate_events")
+    conn.execute("VACUUM procrastinate_jobs, pgjobs.event_log")
     conn.execute("SELECT pg_stat_force_next_flush()")
     assert views.health(db_url, MonitoringOptions(max_dead_rows=50)) == []
 
