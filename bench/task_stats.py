@@ -68,10 +68,11 @@ SELECT i, 'default', task_name,
 # rollups are seeded below in one statement instead of one trigger call per
 # event.
 SEED_EVENTS = """
-INSERT INTO procrastinate_events (job_id, type, at)
+UPDATE procrastinate_jobs SET deferred_at = attempt.ready_at
+  FROM attempt WHERE attempt.i = procrastinate_jobs.id;
+INSERT INTO pgjobs.event_log (job_id, type, at)
 SELECT i, event.type::procrastinate_job_event_type, event.at
-  FROM attempt, LATERAL (VALUES
-       ('deferred', ready_at), ('started', started_at), (outcome, ended_at))
+  FROM attempt, LATERAL (VALUES ('started', started_at), (outcome, ended_at))
        AS event(type, at)
 """
 # Shard (i / 20) % 4: every task's rows in each of the 4 shards.

@@ -36,18 +36,27 @@ SELECT 'queue_' || (i %% 5), 'task_' || (i %% 20),
        jsonb_build_object('item_id', i), 1
   FROM generate_series(1, %(jobs)s) AS i
 """
+# Each job's 'deferred' event is its deferred_at, the others rows of the log
+# (sql/schema/05_job_events.sql).
 SEED_EVENTS = """
+WITH job AS (
+    SELECT id,
+           now() - (%(jobs)s - id) * (interval '30 days' / %(jobs)s)
+           - interval '1 millisecond' * (50 + (id %% 100) * 10)
+           - interval '1 millisecond' * ((id %% 7) * 100) AS deferred_at
+      FROM procrastinate_jobs
+)
+UPDATE procrastinate_jobs SET deferred_at = job.deferred_at
+  FROM job WHERE job.id = procrastinate_jobs.id;
 WITH job AS (
     SELECT id, status,
            now() - (%(jobs)s - id) * (interval '30 days' / %(jobs)s) AS finished_at,
-           interval '1 millisecond' * (50 + (id %% 100) * 10) AS run,
-           interval '1 millisecond' * ((id %% 7) * 100) AS wait
+           interval '1 millisecond' * (50 + (id %% 100) * 10) AS run
       FROM procrastinate_jobs
 )
-INSERT INTO procrastinate_events (job_id, type, at)
+INSERT INTO pgjobs.event_log (job_id, type, at)
 SELECT id, event.type::procrastinate_job_event_type, event.at
   FROM job, LATERAL (VALUES
-       ('deferred', finished_at - run - wait),
        ('started', finished_at - run),
        (status::text, finished_at)) AS event(type, at)
 """
@@ -103,7 +112,8 @@ def seed(url: str, jobs: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
         run(conn, SEED_JOBS, jobs=jobs)
-        run(conn, SEED_EVENTS, jobs=jobs)
+        for statement in SEED_EVENTS.split(";\n"):
+            run(conn, statement, jobs=jobs)
         run(conn, SEED_LETTERS)
         for statement in SEED_ACTIVE:
             run(conn, statement)

@@ -86,24 +86,24 @@ SYSTEM = "pgjobs"
 
 SIZES = """
 SELECT pg_total_relation_size('procrastinate_jobs'),
-       pg_total_relation_size('procrastinate_events'),
+       pg_total_relation_size('pgjobs.event_log'),
        (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)
           FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-         WHERE n.nspname = 'pgjobs' AND c.relkind = 'r'),
+         WHERE n.nspname = 'pgjobs' AND c.relkind = 'r' AND c.relname <> 'event_log'),
        (SELECT count(*) FROM procrastinate_jobs),
        (SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing'))
 """
 TABLE_STATS = """
 SELECT relname, n_dead_tup, autovacuum_count, autoanalyze_count
   FROM pg_stat_user_tables
- WHERE relname IN ('procrastinate_jobs', 'procrastinate_events')
+ WHERE relname IN ('procrastinate_jobs', 'event_log')
 """
 # Claim waits in two index walks (started events of the window by (type,
 # at), then their jobs' deferred events by job_id) and percentiles in
 # Python: a join of the events table with itself, planned before autovacuum
 # first analyzed it, nested-looped over sequential scans (60 s at 100k rows).
 STARTED = """
-SELECT job_id, at FROM procrastinate_events
+SELECT job_id, at FROM pgjobs.event_log
  WHERE type = 'started' AND at > %(since)s AND at <= %(until)s
 """
 DEFERRED = """
@@ -152,7 +152,7 @@ SERVER_SETTINGS = (
 RELOPTIONS = """
 SELECT relname, coalesce(array_to_string(reloptions, ', '), '')
   FROM pg_class
- WHERE relname IN ('procrastinate_jobs', 'procrastinate_events')
+ WHERE relname IN ('procrastinate_jobs', 'event_log')
  ORDER BY relname
 """
 CHECKS = """
@@ -163,7 +163,7 @@ SELECT (SELECT count(*) FROM procrastinate_jobs
        (SELECT count(*) FROM pgjobs.dead_letters)
 """
 FIRST_JOB_DONE = """
-SELECT (SELECT min(at) FROM procrastinate_events
+SELECT (SELECT min(at) FROM pgjobs.event_log
          WHERE job_id = %(id)s AND type = 'succeeded')
 """
 
@@ -672,7 +672,7 @@ async def measure(admin_url: str, plan: Plan) -> Outcome:
                     # on stale ones (autovacuum had not analyzed) is the case
                     # worth knowing about.
                     await conn.execute(
-                        "ANALYZE procrastinate_jobs, procrastinate_events"
+                        "ANALYZE procrastinate_jobs, pgjobs.event_log"
                     )
                     analyzed, _ = await time_task_stats(conn)
                     relations = list(await (await conn.execute(RELATIONS)).fetchall())
@@ -763,7 +763,7 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
         wal = s.wal - before.wal
         av = {
             t: s.autovacuums.get(t, 0) - before.autovacuums.get(t, 0)
-            for t in ("procrastinate_jobs", "procrastinate_events")
+            for t in ("procrastinate_jobs", "event_log")
         }
         lines.append(
             f"| {s.elapsed:,.0f} | {(s.enqueued - before.enqueued) / dt:,.0f} | "
@@ -772,8 +772,8 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
             f"{_size(s.total_bytes / s.kept) if s.kept else '-'} | "
             f"{_size(wal / finished) if finished > 0 else '-'} | "
             f"{s.dead.get('procrastinate_jobs', 0):,} | "
-            f"{s.dead.get('procrastinate_events', 0):,} | "
-            f"{av['procrastinate_jobs']} / {av['procrastinate_events']} | "
+            f"{s.dead.get('event_log', 0):,} | "
+            f"{av['procrastinate_jobs']} / {av['event_log']} | "
             f"{_ms(s.claim_p50)} | {_ms(s.claim_p99)} |"
         )
     last = samples[-1]
@@ -782,11 +782,11 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
     peak = max(samples, key=lambda s: s.total_bytes)
     av_total = {
         t: last.autovacuums.get(t, 0) - samples[0].autovacuums.get(t, 0)
-        for t in ("procrastinate_jobs", "procrastinate_events")
+        for t in ("procrastinate_jobs", "event_log")
     }
     aa_total = {
         t: last.autoanalyzes.get(t, 0) - samples[0].autoanalyzes.get(t, 0)
-        for t in ("procrastinate_jobs", "procrastinate_events")
+        for t in ("procrastinate_jobs", "event_log")
     }
     behind = max(s.backlog for s in samples)
     lines += [
@@ -823,13 +823,13 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
         )
         + " |",
         f"| autovacuum runs: jobs / events | {av_total['procrastinate_jobs']} / "
-        f"{av_total['procrastinate_events']} |",
+        f"{av_total['event_log']} |",
         f"| autoanalyze runs: jobs / events | {aa_total['procrastinate_jobs']} / "
-        f"{aa_total['procrastinate_events']} |",
+        f"{aa_total['event_log']} |",
         f"| largest backlog (todo + doing) at a sample | {behind:,} |",
         f"| peak dead tuples: jobs / events | "
         f"{max(s.dead.get('procrastinate_jobs', 0) for s in samples):,} / "
-        f"{max(s.dead.get('procrastinate_events', 0) for s in samples):,} |",
+        f"{max(s.dead.get('event_log', 0) for s in samples):,} |",
         f"| retention runs, jobs deleted | {outcome.prunes.runs} runs, "
         f"{outcome.prunes.deleted:,} jobs; a run took "
         f"{statistics.median(outcome.prunes.seconds):.1f} s median, "
@@ -849,7 +849,7 @@ def render(outcome: Outcome, plan: Plan, command: str, when: str) -> str:
         f"| the `pgjobs.task_stats` view read whole ({outcome.task_stats_rows} rows, "
         f"{last.kept:,} jobs kept), 3 times | "
         f"{', '.join(_stat_ms(t) for t in ts)} |",
-        "| the same after `ANALYZE procrastinate_jobs, procrastinate_events` | "
+        "| the same after `ANALYZE procrastinate_jobs, pgjobs.event_log` | "
         + ", ".join(_stat_ms(t) for t in outcome.task_stats_analyzed)
         + " |",
         f"| a worker stops (SIGTERM → exit), 1 of {plan.workers} | "

@@ -80,6 +80,7 @@ SELECT queue_name::text AS queue_name,
   FULL JOIN paused USING (queue_name);
 
 DROP VIEW procrastinate_events;
+CREATE INDEX procrastinate_jobs_queue_name_idx_v1 ON procrastinate_jobs(queue_name);
 DROP FUNCTION pgjobs.write_procrastinate_events();
 ALTER TABLE procrastinate_jobs DROP COLUMN deferred_at;
 

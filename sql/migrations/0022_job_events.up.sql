@@ -151,6 +151,9 @@ BEGIN
 END;
 $$;
 
+-- sql/schema/04_job_indexes.sql: queue_name over every job, never read.
+DROP INDEX procrastinate_jobs_queue_name_idx_v1;
+
 -- The functions and the view that wrote or read the table by name.
 
 -- sql/schema/42_queue_stats.sql: pgjobs.queue_stats

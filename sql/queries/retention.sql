@@ -11,18 +11,19 @@
 -- whatever the table holds (listing with DISTINCT and an anti-join read
 -- every recent event for each batch: 125 ms per 1,000 jobs at 80k jobs,
 -- against 5 ms). The last event is looked up per job (a subquery the
--- planner cannot turn into a hash over all recent events).
+-- planner cannot turn into a hash over all recent events), in the log
+-- alone: a job's 'deferred' event (its deferred_at) is its first.
 WITH params AS (
     SELECT coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval AS cutoff
 )
 SELECT event.job_id AS id
-  FROM params, procrastinate_events AS event
+  FROM params, pgjobs.event_log AS event
   JOIN procrastinate_jobs AS job ON job.id = event.job_id
  WHERE event.type = %(status)s::text::procrastinate_job_event_type
    AND event.at < params.cutoff
    AND job.status = %(status)s::text::procrastinate_job_status
    AND (SELECT max(later.at)
-          FROM procrastinate_events AS later
+          FROM pgjobs.event_log AS later
          WHERE later.job_id = job.id) < params.cutoff
  ORDER BY event.at
  LIMIT %(limit)s;

@@ -25,3 +25,10 @@ DROP INDEX procrastinate_jobs_queueing_lock_idx_v1;
 CREATE UNIQUE INDEX procrastinate_jobs_queueing_lock_idx_v1
     ON procrastinate_jobs (queueing_lock)
     WHERE status = 'todo' AND queueing_lock IS NOT NULL;
+
+-- queue_name over every job, finished ones included: three entries per job
+-- (its insert and both status updates) for lookups pgjobs never makes. The
+-- waiting and running jobs of a queue are in pgjobs_jobs_active_idx
+-- (41_monitoring_indexes.sql); every other read by queue is an optional
+-- filter beside another index (jobs list by id, retention by event time).
+DROP INDEX procrastinate_jobs_queue_name_idx_v1;

@@ -320,7 +320,7 @@ def test_listing_old_jobs_walks_the_index_one_batch_at_a_time(
         "   FROM jobs, unnest(ARRAY['deferred', 'started', 'succeeded']) AS type"
     )
     conn.execute("ANALYZE procrastinate_jobs")
-    conn.execute("ANALYZE procrastinate_events")
+    conn.execute("ANALYZE pgjobs.event_log")
     sql = queries.query("retention_jobs_finished_before")
     params = {"status": "succeeded", "older_than": "1 hour", "now": None, "limit": 100}
     listed = [row[0] for row in conn.execute(sql, params).fetchall()]
