@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import itertools
 import queue
 import subprocess
 import sys
@@ -85,7 +86,7 @@ async def test_the_stream_sees_each_state_change(
     places = [events.Position.parse(e.cursor) for e in found]
     assert all(
         a.log_id <= b.log_id and a.job_id <= b.job_id
-        for a, b in zip(places, places[1:], strict=False)
+        for a, b in itertools.pairwise(places)
     )
     assert places[-1].job_id == later
 

@@ -1,0 +1,76 @@
+-- 0023 job_deletes: deleting jobs clears their rows once per statement
+-- (sql/schema/73_job_deletes.sql, the same statements).
+
+-- What deleting jobs does to the rows that belong to them, once per
+-- statement instead of once per job. The foreign keys into
+-- procrastinate_jobs cascaded (events, progress, deadlines, traces) or were
+-- cleared first (procrastinate's periodic defers, a BEFORE DELETE row
+-- trigger) one deleted job at a time: a trigger call and an index probe
+-- per job and per table, most of retention's time per job; and each event,
+-- progress, deadline or trace row written checked its job with a row lock
+-- (a WAL record per event). Now one statement trigger deletes them all for
+-- the jobs a statement deleted (and TRUNCATE empties them with the jobs).
+-- Without the foreign keys nothing stops a row naming a job that does not
+-- exist: pgjobs writes them only beside its job, in the transaction that
+-- changes it, and a job id is never reused.
+ALTER TABLE pgjobs.event_log DROP CONSTRAINT procrastinate_events_job_id_fkey;
+ALTER TABLE pgjobs.job_progress DROP CONSTRAINT job_progress_job_id_fkey;
+ALTER TABLE pgjobs.job_deadlines DROP CONSTRAINT job_deadlines_job_id_fkey;
+ALTER TABLE pgjobs.job_traces DROP CONSTRAINT job_traces_job_id_fkey;
+ALTER TABLE procrastinate_periodic_defers
+    DROP CONSTRAINT procrastinate_periodic_defers_job_id_fkey;
+DROP TRIGGER procrastinate_trigger_delete_jobs_v1 ON procrastinate_jobs;
+
+-- Index probes whatever the first call's plan saw (a plan cached for a
+-- statement that deleted many jobs would otherwise scan every event).
+CREATE FUNCTION pgjobs.jobs_deleted()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SET enable_seqscan = off
+AS $$
+BEGIN
+    DELETE FROM pgjobs.event_log AS event
+     USING old_jobs WHERE event.job_id = old_jobs.id;
+    DELETE FROM pgjobs.job_progress AS progress
+     USING old_jobs WHERE progress.job_id = old_jobs.id;
+    DELETE FROM pgjobs.job_deadlines AS deadline
+     USING old_jobs WHERE deadline.job_id = old_jobs.id;
+    DELETE FROM pgjobs.job_traces AS trace
+     USING old_jobs WHERE trace.job_id = old_jobs.id;
+    UPDATE procrastinate_periodic_defers AS periodic SET job_id = NULL
+      FROM old_jobs WHERE periodic.job_id = old_jobs.id;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER pgjobs_jobs_deleted
+    AFTER DELETE ON procrastinate_jobs
+    REFERENCING OLD TABLE AS old_jobs
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION pgjobs.jobs_deleted();
+
+CREATE FUNCTION pgjobs.jobs_truncated()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    TRUNCATE pgjobs.event_log, pgjobs.job_progress, pgjobs.job_deadlines,
+             pgjobs.job_traces;
+    UPDATE procrastinate_periodic_defers SET job_id = NULL WHERE job_id IS NOT NULL;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER pgjobs_jobs_truncated
+    AFTER TRUNCATE ON procrastinate_jobs
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION pgjobs.jobs_truncated();
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgjobs_worker') THEN
+        GRANT EXECUTE ON FUNCTION pgjobs.jobs_deleted(), pgjobs.jobs_truncated()
+            TO pgjobs_worker;
+    END IF;
+END;
+$$;
