@@ -1,4 +1,4 @@
-"""job deletes: a statement trigger clears deleted jobs' rows instead of per-row foreign keys
+"""job deletes: one statement trigger clears a deletion's rows (no per-row foreign keys)
 
 Revision ID: 0023
 Revises: 0022
