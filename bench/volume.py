@@ -671,9 +671,7 @@ async def measure(admin_url: str, plan: Plan) -> Outcome:
                     # Again once the tables' statistics are fresh: a plan made
                     # on stale ones (autovacuum had not analyzed) is the case
                     # worth knowing about.
-                    await conn.execute(
-                        "ANALYZE procrastinate_jobs, pgjobs.event_log"
-                    )
+                    await conn.execute("ANALYZE procrastinate_jobs, pgjobs.event_log")
                     analyzed, _ = await time_task_stats(conn)
                     relations = list(await (await conn.execute(RELATIONS)).fetchall())
                     print("stopping a worker, starting one", file=sys.stderr)

@@ -69,7 +69,10 @@ def test_monitor_role_is_told_what_it_may_do(db_url: str) -> None:
     for command in (("jobs", "list"), ("jobs", "show", "1"), ("dlq", "list")):
         line = one_line(run_cli(*command, db_url=url), 1)
         assert line.startswith(
-            ("Error: permission denied for table ", "Error: permission denied for view ")
+            (
+                "Error: permission denied for table ",
+                "Error: permission denied for view ",
+            )
         )
         assert "pgjobs_monitor reads only the monitoring views: pgjobs stats" in line
     assert run_cli("stats", db_url=url).returncode == 0
