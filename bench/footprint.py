@@ -26,6 +26,7 @@ leaves them, then after ``VACUUM FULL`` (the live rows only).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -75,6 +76,8 @@ async def _wal(dsn: str, stage: Callable[[], Awaitable[T]]) -> tuple[T, float, f
     result = await stage()
     elapsed = time.perf_counter() - t0
     wal = float(await _value(dsn, WAL_SINCE_SQL, start))  # type: ignore[arg-type]
+    if os.environ.get("PGJOBS_BENCH_WAL_RANGES"):  # for pg_waldump --stats
+        log(f"    WAL {start} .. {await _value(dsn, LSN_SQL)}")
     return result, wal, elapsed
 
 
