@@ -4,6 +4,8 @@ DROP TRIGGER pgjobs_jobs_truncated ON procrastinate_jobs;
 DROP FUNCTION pgjobs.jobs_truncated();
 DROP TRIGGER pgjobs_jobs_deleted ON procrastinate_jobs;
 DROP FUNCTION pgjobs.jobs_deleted();
+DROP FUNCTION pgjobs.truncate_job_rows();
+DROP FUNCTION pgjobs.delete_job_rows(bigint[]);
 
 DELETE FROM pgjobs.event_log AS event
  WHERE NOT EXISTS (SELECT FROM procrastinate_jobs AS job WHERE job.id = event.job_id);

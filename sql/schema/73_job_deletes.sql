@@ -18,24 +18,55 @@ ALTER TABLE procrastinate_periodic_defers
     DROP CONSTRAINT procrastinate_periodic_defers_job_id_fkey;
 DROP TRIGGER procrastinate_trigger_delete_jobs_v1 ON procrastinate_jobs;
 
--- Index probes whatever the first call's plan saw (a plan cached for a
--- statement that deleted many jobs would otherwise scan every event).
+-- The rows of pgjobs' tables, as their owner: the roles that delete jobs
+-- (pgjobs_worker, an application's own) need no right on them (job_traces
+-- has no grants at all), as with the cascades. Only the rows of jobs that
+-- no longer exist: callable by anyone, it deletes nothing else. Index
+-- probes whatever the first call's plan saw.
+CREATE FUNCTION pgjobs.delete_job_rows(p_ids bigint[])
+    RETURNS void
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pgjobs, public
+    SET enable_seqscan = off
+AS $$
+DECLARE
+    _gone bigint[] := ARRAY(
+        SELECT gone.id FROM unnest(p_ids) AS gone(id)
+         WHERE NOT EXISTS (SELECT FROM procrastinate_jobs AS job WHERE job.id = gone.id));
+BEGIN
+    DELETE FROM pgjobs.event_log WHERE job_id = ANY(_gone);
+    DELETE FROM pgjobs.job_progress WHERE job_id = ANY(_gone);
+    DELETE FROM pgjobs.job_deadlines WHERE job_id = ANY(_gone);
+    DELETE FROM pgjobs.job_traces WHERE job_id = ANY(_gone);
+END;
+$$;
+
+-- After a TRUNCATE of the jobs: no job is left, so none of their rows.
+CREATE FUNCTION pgjobs.truncate_job_rows()
+    RETURNS void
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pgjobs, public
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM procrastinate_jobs) THEN
+        TRUNCATE pgjobs.event_log, pgjobs.job_progress, pgjobs.job_deadlines,
+                 pgjobs.job_traces;
+    END IF;
+END;
+$$;
+
+-- procrastinate's periodic defers with the deleting role's rights, as
+-- procrastinate's row trigger did.
 CREATE FUNCTION pgjobs.jobs_deleted()
     RETURNS trigger
     LANGUAGE plpgsql
-    SET enable_seqscan = off
 AS $$
 BEGIN
-    DELETE FROM pgjobs.event_log AS event
-     USING old_jobs WHERE event.job_id = old_jobs.id;
-    DELETE FROM pgjobs.job_progress AS progress
-     USING old_jobs WHERE progress.job_id = old_jobs.id;
-    DELETE FROM pgjobs.job_deadlines AS deadline
-     USING old_jobs WHERE deadline.job_id = old_jobs.id;
-    DELETE FROM pgjobs.job_traces AS trace
-     USING old_jobs WHERE trace.job_id = old_jobs.id;
     UPDATE procrastinate_periodic_defers AS periodic SET job_id = NULL
       FROM old_jobs WHERE periodic.job_id = old_jobs.id;
+    PERFORM pgjobs.delete_job_rows(ARRAY(SELECT old_jobs.id FROM old_jobs));
     RETURN NULL;
 END;
 $$;
@@ -51,9 +82,8 @@ CREATE FUNCTION pgjobs.jobs_truncated()
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    TRUNCATE pgjobs.event_log, pgjobs.job_progress, pgjobs.job_deadlines,
-             pgjobs.job_traces;
     UPDATE procrastinate_periodic_defers SET job_id = NULL WHERE job_id IS NOT NULL;
+    PERFORM pgjobs.truncate_job_rows();
     RETURN NULL;
 END;
 $$;
