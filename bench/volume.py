@@ -98,11 +98,15 @@ SELECT relname, n_dead_tup, autovacuum_count, autoanalyze_count
   FROM pg_stat_user_tables
  WHERE relname IN ('procrastinate_jobs', 'event_log')
 """
-# Claim waits in two index walks (started events of the window by (type,
-# at), then their jobs' deferred events by job_id) and percentiles in
+# Claim waits in two reads (the window's starts: the jobs' started_at, a
+# sequential scan of the jobs, and logged ones by (type, at); then their
+# jobs' deferred events by job_id) and percentiles in
 # Python: a join of the events table with itself, planned before autovacuum
 # first analyzed it, nested-looped over sequential scans (60 s at 100k rows).
 STARTED = """
+SELECT id, started_at FROM procrastinate_jobs
+ WHERE started_at > %(since)s AND started_at <= %(until)s
+UNION ALL
 SELECT job_id, at FROM pgjobs.event_log
  WHERE type = 'started' AND at > %(since)s AND at <= %(until)s
 """
@@ -163,8 +167,9 @@ SELECT (SELECT count(*) FROM procrastinate_jobs
        (SELECT count(*) FROM pgjobs.dead_letters)
 """
 FIRST_JOB_DONE = """
-SELECT (SELECT min(at) FROM pgjobs.event_log
-         WHERE job_id = %(id)s AND type = 'succeeded')
+SELECT coalesce((SELECT finished_at FROM procrastinate_jobs WHERE id = %(id)s),
+                (SELECT min(at) FROM pgjobs.event_log
+                  WHERE job_id = %(id)s AND type = 'succeeded'))
 """
 
 

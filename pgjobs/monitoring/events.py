@@ -2,10 +2,13 @@
 
 ``async for event in pgjobs.events.stream(settings): ...`` is pgjobs' answer
 to Bull's ``queue.on('completed' | 'failed' | ...)``: it reads
-what every worker already writes, in id order, with each event's job, error
-and dead letter: 'enqueued' events from the jobs themselves (their
-``deferred_at``), every other kind from ``pgjobs.event_log`` (one row per
-state change); ``procrastinate_events`` is the view over both. It polls
+what every worker already writes, with each event's job, error and dead
+letter: 'enqueued' events from the jobs themselves in id order (their
+``deferred_at``), a running or succeeded job's 'started' and a success's
+'succeeded' from the job rows by time (their ``started_at``,
+``finished_at``), every other kind from ``pgjobs.event_log`` in id order
+(one row per state change); ``procrastinate_events`` is the view over them
+all. It polls
 every ``PGJOBS_EVENTS_POLL_INTERVAL`` seconds and also wakes on procrastinate's
 existing enqueue notification (``LISTEN procrastinate_any_queue_v1``), sent
 while a worker waits for work (``pgjobs.notify``, pgjobs.worker.wakeups),
@@ -14,8 +17,12 @@ to the workers' hot path: no NOTIFY per event.
 
 Guarantees: best effort and live, not a log. An event whose transaction
 commits after later ids were read is still delivered if it becomes visible
-within ``GAP_WAIT`` seconds (so events may arrive slightly out of id order);
-events of jobs deleted by retention before they were read are never seen; a
+within ``GAP_WAIT`` seconds (so events may arrive slightly out of id order),
+and one kept in a job row if it commits within ``RUN_LATE`` seconds of its
+time; a start is seen while its job runs or once it has succeeded (a job
+that starts and fails between two reads is seen failing, its 'started'
+read from the log); events of jobs deleted by retention before they were
+read are never seen; a
 reader that is not running misses nothing it could not read again from the
 tables, which stay the source of truth (``pgjobs jobs show``,
 ``pgjobs.dead_letters``). A lost connection is reopened and reading resumes
@@ -65,6 +72,13 @@ GAP_WAIT = 5.0
 BATCH = 500
 #: Gaps tracked at most (a wider jump is a retention delete, not commits).
 _MAX_GAP = 1000
+#: Seconds before the newest event kept in a job row that the next read
+#: looks again from (a transaction that wrote one may still commit).
+RUN_LATE = 2.0
+#: Ids of events kept in job rows: a job's id plus these (its row in
+#: ``procrastinate_events``, sql/schema/05_job_events.sql).
+STARTED_ID = 1 << 62
+SUCCEEDED_ID = (1 << 62) + (1 << 61)
 
 
 @dataclass(frozen=True)
@@ -92,21 +106,39 @@ class JobEvent:
 
 @dataclass(frozen=True)
 class Position:
-    """A reader's place: the last event log id and the last job id read."""
+    """A reader's place: the last event log id and the last job id read, and
+    the time and id of the last event kept in a job row delivered (``None``:
+    from when the reader starts)."""
 
     log_id: int
     job_id: int
+    run_at: datetime.datetime | None = None
+    run_id: int = 0
 
     def __str__(self) -> str:
-        return f"{self.log_id}:{self.job_id}"
+        if self.run_at is None:
+            return f"{self.log_id}:{self.job_id}"
+        micros = (self.run_at - _EPOCH) // datetime.timedelta(microseconds=1)
+        return f"{self.log_id}:{self.job_id}:{micros}:{self.run_id}"
 
     @classmethod
     def parse(cls, text: str) -> Position:
-        """``"<log id>:<job id>"`` (``str()`` of a position)."""
-        log_id, sep, job_id = text.partition(":")
-        if not (sep and log_id.isdigit() and job_id.isdigit()):
+        """``"<log id>:<job id>[:<time, µs>:<id>]"`` (``str()`` of a position)."""
+        parts = text.split(":")
+        if len(parts) not in (2, 4) or not all(
+            part.lstrip("-").isdigit() for part in parts
+        ):
             raise ValueError(f"not an event stream position: {text!r}")
-        return cls(int(log_id), int(job_id))
+        numbers = [int(part) for part in parts]
+        if numbers[0] < 0 or numbers[1] < 0:
+            raise ValueError(f"not an event stream position: {text!r}")
+        if len(numbers) == 2:
+            return cls(numbers[0], numbers[1])
+        try:
+            run_at = _EPOCH + datetime.timedelta(microseconds=numbers[2])
+        except OverflowError:
+            raise ValueError(f"not an event stream position: {text!r}") from None
+        return cls(numbers[0], numbers[1], run_at, numbers[3])
 
 
 def latest(
@@ -124,6 +156,7 @@ def latest(
             "events_latest",
             upto=start.log_id,
             upto_job=start.job_id,
+            upto_at=start.run_at,
             limit=limit,
             queue=queue,
             task=task,
@@ -138,7 +171,9 @@ def position(conn: psycopg.Connection[Any]) -> Position:
 
 def _position(row: dict[str, Any] | None) -> Position:
     assert row is not None
-    return Position(int(row["log_id"]), int(row["job_id"]))
+    return Position(
+        int(row["log_id"]), int(row["job_id"]), row["run_at"], int(row["run_id"])
+    )
 
 
 class _Ids:
@@ -161,23 +196,67 @@ class _Ids:
         self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_WAIT}
 
 
-def _merge_key(row: dict[str, Any]) -> tuple[bool, datetime.datetime, bool]:
+class _Runs:
+    """The events kept in job rows: read by time from ``since`` (``RUN_LATE``
+    before the newest one seen), each delivered once."""
+
+    def __init__(self, at: datetime.datetime, run_id: int) -> None:
+        self.since = at
+        #: The newest delivered (time, id): a resumed reader's own, and what
+        #: its cursors say.
+        self.last = (at, run_id)
+        self.floor = (at, run_id)
+        self.seen: dict[int, datetime.datetime] = {}
+
+    def new(self, run_id: int, at: datetime.datetime) -> bool:
+        """Whether an event (by its id in ``procrastinate_events`` as kept in
+        the job row) is to be delivered now; it counts as delivered."""
+        if at < self.since or (at, run_id) <= self.floor or run_id in self.seen:
+            return False
+        self.seen[run_id] = at
+        self.last = max(self.last, (at, run_id))
+        return True
+
+    def advance(self, newest: datetime.datetime | None, full: bool) -> None:
+        """After a read whose newest row was at ``newest``; a full batch reads
+        on from there (no step back: a batch of rows of one time could
+        otherwise be read again and again)."""
+        if newest is not None:
+            step = newest if full else newest - datetime.timedelta(seconds=RUN_LATE)
+            self.since = max(self.since, step)
+        self.seen = {i: t for i, t in self.seen.items() if t >= self.since}
+
+
+def _kept_id(row: dict[str, Any]) -> int:
+    """A logged 'started' or 'succeeded' event's id as it was kept in its row."""
+    offset = STARTED_ID if row["kind"] == "started" else SUCCEEDED_ID
+    return int(row["job_id"]) + offset
+
+
+def _merge_key(row: dict[str, Any]) -> tuple[bool, datetime.datetime, int]:
     at = row["at"]
-    return (at is not None, at or _NO_TIME, row["source"] == "log")
+    return (at is not None, at or _NO_TIME, _SOURCE_ORDER[row["source"]])
 
 
 _NO_TIME = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+#: Events of one time: an enqueue first (a job's first event), then a start
+#: kept in the row, then the log's.
+_SOURCE_ORDER = {"job": 0, "run": 1, "log": 2}
 
 
 class _Reader:
     """Reads events after the last ids read (log and jobs), re-checking
-    recent gaps; each source in id order, the two merged by time."""
+    recent gaps, and the events kept in job rows by time; each source in
+    its order, the three merged by time."""
 
     def __init__(self, queue: str | None, task: str | None, start: Position) -> None:
         self.queue = queue
         self.task = task
         self.log = _Ids(start.log_id)
         self.jobs = _Ids(start.job_id)
+        assert start.run_at is not None
+        self.runs = _Runs(start.run_at, start.run_id)
 
     async def read(
         self, conn: psycopg.AsyncConnection[Any]
@@ -190,6 +269,7 @@ class _Reader:
             gaps=list(self.log.gaps),
             after_job=self.jobs.last,
             job_gaps=list(self.jobs.gaps),
+            since=self.runs.since,
             queue=self.queue,
             task=self.task,
             limit=BATCH,
@@ -197,19 +277,31 @@ class _Reader:
         now = time.monotonic()
         logged = [row for row in rows if row["source"] == "log"]
         enqueued = [row for row in rows if row["source"] == "job"]
+        kept = [row for row in rows if row["source"] == "run"]
         found: list[JobEvent] = []
-        # Each source stays in id order (so that every event's cursor is a
-        # place to resume from); an enqueue goes before a logged event of
-        # the same time (a job's first event).
-        for row in heapq.merge(logged, enqueued, key=_merge_key):
-            ids = self.log if row.pop("source") == "log" else self.jobs
-            ids.seen(row.pop("position"), now)
-            if row.pop("matches"):
-                cursor = str(Position(self.log.last, self.jobs.last))
+        # Each source stays in its order (so that every event's cursor is a
+        # place to resume from), the three merged by time.
+        for row in heapq.merge(logged, enqueued, kept, key=_merge_key):
+            source = row.pop("source")
+            position = row.pop("position")
+            matches = row.pop("matches")
+            from_job = row.pop("from_job")
+            if source == "run":
+                deliver = self.runs.new(row["id"], row["at"])
+            else:
+                (self.log if source == "log" else self.jobs).seen(position, now)
+                # Kept in its job row first: delivered from there unless it
+                # left the row before any read saw it there.
+                deliver = not from_job or self.runs.new(_kept_id(row), row["at"])
+            if deliver and matches:
+                runs_at, runs_id = self.runs.last
+                cursor = str(Position(self.log.last, self.jobs.last, runs_at, runs_id))
                 found.append(JobEvent(**row, cursor=cursor))
         self.log.expire(now)
         self.jobs.expire(now)
-        return found, len(logged) == BATCH or len(enqueued) == BATCH
+        self.runs.advance(kept[-1]["at"] if kept else None, len(kept) == BATCH)
+        full = BATCH in (len(logged), len(enqueued), len(kept))
+        return found, full
 
 
 async def _open(info: str, listen: bool) -> psycopg.AsyncConnection[Any]:
@@ -306,12 +398,17 @@ async def stream(
                             "events_latest",
                             upto=start.log_id,
                             upto_job=start.job_id,
+                            upto_at=start.run_at,
                             limit=backlog,
                             queue=queue,
                             task=task,
                         )
             for row in rows:
                 yield JobEvent(**row, cursor=str(start))
+        elif start.run_at is None:  # a cursor from before 0024: kept ones from now
+            async with _bounded(conn, statement_timeout):
+                now = _position(await queries.fetch_one_async(conn, "events_position"))
+            start = Position(start.log_id, start.job_id, now.run_at, 0)
         reader = _Reader(queue, task, start)
         while True:
             try:

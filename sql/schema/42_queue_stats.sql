@@ -31,17 +31,26 @@ WITH active AS (
        AND (job.scheduled_at IS NULL OR job.scheduled_at <= (SELECT pgjobs.as_of()))
      GROUP BY job.queue_name
 ), finished AS (
-    SELECT job.queue_name,
-           count(*) FILTER (WHERE event.type = 'succeeded') AS succeeded,
-           count(*) FILTER (WHERE event.type = 'failed') AS failed
-      FROM pgjobs.event_log AS event
-      JOIN procrastinate_jobs AS job ON job.id = event.job_id
-     WHERE event.type IN ('succeeded', 'failed')
-       -- as_of() called, not sub-selected: the planner folds it to estimate
-       -- the window's rows (an InitPlan is a blind 1/3: a hash join over
-       -- every job instead of the (type, at) index).
-       AND event.at >= pgjobs.as_of() - pgjobs.setting('pgjobs.stats_window', '1 hour')::interval
-     GROUP BY job.queue_name
+    -- Logged ends, and successes kept in their job row (finished_at,
+    -- sql/schema/05_job_events.sql).
+    SELECT ended.queue_name,
+           count(*) FILTER (WHERE ended.type = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE ended.type = 'failed') AS failed
+      FROM (SELECT job.queue_name, event.type
+              FROM pgjobs.event_log AS event
+              JOIN procrastinate_jobs AS job ON job.id = event.job_id
+             WHERE event.type IN ('succeeded', 'failed')
+               -- as_of() called, not sub-selected: the planner folds it to
+               -- estimate the window's rows (an InitPlan is a blind 1/3: a
+               -- hash join over every job instead of the (type, at) index).
+               AND event.at >= pgjobs.as_of()
+                   - pgjobs.setting('pgjobs.stats_window', '1 hour')::interval
+            UNION ALL
+            SELECT job.queue_name, 'succeeded'::procrastinate_job_event_type
+              FROM procrastinate_jobs AS job
+             WHERE job.finished_at >= pgjobs.as_of()
+                   - pgjobs.setting('pgjobs.stats_window', '1 hour')::interval) AS ended
+     GROUP BY ended.queue_name
 ), letters AS (
     SELECT letter.queue_name, count(*) AS dead_letters
       FROM pgjobs.dead_letters AS letter

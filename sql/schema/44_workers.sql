@@ -20,16 +20,18 @@ SELECT job.id AS job_id,
        job.queue_name::text AS queue_name,
        job.worker_id,
        job.attempts,
-       started.at AS started_at,
+       coalesce(job.started_at, started.at) AS started_at,
        worker.last_heartbeat,
        extract(epoch FROM (SELECT pgjobs.as_of()) - worker.last_heartbeat)::double precision
            AS heartbeat_age_s
   FROM procrastinate_jobs AS job
   LEFT JOIN procrastinate_workers AS worker ON worker.id = job.worker_id
+  -- Logged when it started before migration 0024 or through procrastinate.
   CROSS JOIN LATERAL (
        SELECT max(event.at) AS at
          FROM pgjobs.event_log AS event
-        WHERE event.job_id = job.id AND event.type = 'started'
+        WHERE job.started_at IS NULL
+          AND event.job_id = job.id AND event.type = 'started'
   ) AS started
  WHERE job.status = 'doing'
    AND (worker.id IS NULL

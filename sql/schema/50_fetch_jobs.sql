@@ -17,7 +17,8 @@ CREATE INDEX pgjobs_jobs_task_rank_idx
 -- queue filter, scheduled_at reached, a job with a lock only when no job of
 -- that lock runs and no earlier or higher-priority job of that lock waits),
 -- its order (priority DESC, id ASC) and its SKIP LOCKED claim, plus the
--- 'started' events. At most one job per lock is ever a candidate, so a
+-- 'started' events (the jobs' started_at, in the claiming update: no event
+-- row, sql/schema/05_job_events.sql). At most one job per lock is ever a candidate, so a
 -- batch never holds two jobs of one lock.
 -- Flow control (sql/schema/30_paused_queues.sql, 31_job_deadlines.sql):
 -- jobs of a paused queue are no candidates (the queue filter loses the
@@ -32,12 +33,14 @@ CREATE INDEX pgjobs_jobs_task_rank_idx
 -- tasks' jobs as before (or, while limited jobs wait, from the per-task
 -- index so as not to walk them).
 -- p_start: how many of them (the first, in that order) start now and get
--- their 'started' event; NULL: all. The others are prefetched (see
--- pgjobs.job_worker): 'doing' without a 'started' event until the worker
--- starts them (pgjobs.finish_jobs writes it then), which is how a rescue
--- tells a job that never started from one that was running.
+-- their 'started' event (started_at); NULL: all. The others are prefetched
+-- (see pgjobs.job_worker): 'doing' without a 'started' event until the
+-- worker starts them (pgjobs.finish_jobs writes it then), which is how a
+-- rescue tells a job that never started from one that was running.
 -- The starts are counted in pgjobs.task_rollups with the 'started' events,
--- one grouped upsert per claim statement.
+-- one grouped upsert per claim statement. The claimed ids are locked by one
+-- statement and claimed by the next, through an array in the claim's order
+-- (the rank that says which start).
 -- Planned once per connection, not per call: a plan-cached PL/pgSQL body
 -- with a generic plan (planning a claim cost more than running it: 0.55 ms
 -- per claim with EXECUTE against 0.2 ms for procrastinate's own). The
@@ -85,6 +88,8 @@ DECLARE
     _rank bigint;
     _at bigint;
     _held boolean := false;
+    -- The jobs a statement claims, in the claim's order.
+    _ids bigint[];
 BEGIN
     SELECT array_agg(paused.queue_name::character varying) INTO _paused
       FROM pgjobs.paused_queues AS paused;
@@ -245,7 +250,7 @@ BEGIN
                 RETURN QUERY
                 WITH claimed AS (
                     UPDATE procrastinate_jobs AS jobs
-                       SET status = 'doing', worker_id = p_worker_id
+                       SET status = 'doing', worker_id = p_worker_id, started_at = now()
                      WHERE jobs.id = ANY(ARRAY(
                         SELECT todo.id
                           FROM procrastinate_jobs AS todo
@@ -280,11 +285,6 @@ BEGIN
                          LIMIT _key_budget
                            FOR UPDATE OF todo SKIP LOCKED))
                     RETURNING jobs.*
-                ), started AS (
-                    INSERT INTO pgjobs.event_log (job_id, type)
-                    SELECT claimed.id, 'started'::procrastinate_job_event_type
-                      FROM claimed
-                    RETURNING event_log.job_id
                 ), rolled AS (
                     -- Their starts and waits (since each job's last ready event) in
                     -- pgjobs.task_rollups, one row per task.
@@ -292,8 +292,7 @@ BEGIN
                            (minute, task_name, bucket, shard, started, waited, wait_s)
                     SELECT date_trunc('minute', now()), claimed.task_name, -2, pg_backend_pid() % 4,
                            count(*), count(ready.s), coalesce(sum(ready.s), 0)
-                      FROM started
-                      JOIN claimed ON claimed.id = started.job_id
+                      FROM claimed
                      CROSS JOIN LATERAL (
                            SELECT extract(epoch FROM now() - greatest(max(r.at) FILTER (
                                 WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
@@ -301,6 +300,7 @@ BEGIN
                                   AND r.at <= now()), claimed.deferred_at))::double precision AS s
                              FROM pgjobs.event_log AS r
                             WHERE r.job_id = claimed.id) AS ready
+                     WHERE claimed.started_at IS NOT NULL
                      GROUP BY claimed.task_name
                      ORDER BY claimed.task_name
                     ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -363,11 +363,7 @@ BEGIN
                 SELECT names.task_name FROM names
                  WHERE names.task_name IS NOT NULL
                    AND names.task_name <> ALL(_limited));
-            RETURN QUERY
-            WITH claimed AS (
-                UPDATE procrastinate_jobs AS jobs
-                   SET status = 'doing', worker_id = p_worker_id
-                 WHERE jobs.id = ANY(ARRAY(
+            _ids := ARRAY(
                     SELECT todo.id
                       FROM procrastinate_jobs AS todo
                      WHERE todo.id = ANY(ARRAY(
@@ -405,17 +401,21 @@ BEGIN
                              ORDER BY candidate.priority DESC, candidate.id ASC
                              LIMIT greatest(p_limit, 0)))
                        AND todo.status = 'todo'
-                       FOR UPDATE OF todo SKIP LOCKED))
+                       FOR UPDATE OF todo SKIP LOCKED);
+            -- In the claim's order (the lock above returns them unordered).
+            _ids := ARRAY(SELECT ranked.id
+                            FROM procrastinate_jobs AS ranked
+                           WHERE ranked.id = ANY(_ids)
+                           ORDER BY ranked.priority DESC, ranked.id ASC);
+            RETURN QUERY
+            WITH claimed AS (
+                UPDATE procrastinate_jobs AS jobs
+                   SET status = 'doing', worker_id = p_worker_id,
+                       started_at = CASE WHEN p_start IS NULL
+                                           OR array_position(_ids, jobs.id) <= p_start
+                                         THEN now() END
+                 WHERE jobs.id = ANY(_ids)
                 RETURNING jobs.*
-            ), started AS (
-                INSERT INTO pgjobs.event_log (job_id, type)
-                SELECT ranked.id, 'started'::procrastinate_job_event_type
-                  FROM (SELECT claimed.id,
-                               row_number() OVER (ORDER BY claimed.priority DESC,
-                                                           claimed.id ASC) AS rank
-                          FROM claimed) AS ranked
-                 WHERE p_start IS NULL OR ranked.rank <= p_start
-                RETURNING event_log.job_id
             ), rolled AS (
                 -- Their starts and waits (since each job's last ready event) in
                 -- pgjobs.task_rollups, one row per task.
@@ -423,8 +423,7 @@ BEGIN
                        (minute, task_name, bucket, shard, started, waited, wait_s)
                 SELECT date_trunc('minute', now()), claimed.task_name, -2, pg_backend_pid() % 4,
                        count(*), count(ready.s), coalesce(sum(ready.s), 0)
-                  FROM started
-                  JOIN claimed ON claimed.id = started.job_id
+                  FROM claimed
                  CROSS JOIN LATERAL (
                        SELECT extract(epoch FROM now() - greatest(max(r.at) FILTER (
                             WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
@@ -432,6 +431,7 @@ BEGIN
                               AND r.at <= now()), claimed.deferred_at))::double precision AS s
                          FROM pgjobs.event_log AS r
                         WHERE r.job_id = claimed.id) AS ready
+                 WHERE claimed.started_at IS NOT NULL
                  GROUP BY claimed.task_name
                  ORDER BY claimed.task_name
                 ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
@@ -444,11 +444,7 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    RETURN QUERY
-    WITH claimed AS (
-        UPDATE procrastinate_jobs AS jobs
-           SET status = 'doing', worker_id = p_worker_id
-         WHERE jobs.id = ANY(ARRAY(
+    _ids := ARRAY(
             SELECT todo.id
               FROM procrastinate_jobs AS todo
              WHERE todo.status = 'todo'
@@ -478,17 +474,18 @@ BEGIN
                AND (_limited IS NULL OR todo.task_name <> ALL(_limited))
              ORDER BY todo.priority DESC, todo.id ASC
              LIMIT greatest(p_limit, 0)
-               FOR UPDATE OF todo SKIP LOCKED))
+               FOR UPDATE OF todo SKIP LOCKED);
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE procrastinate_jobs AS jobs
+           SET status = 'doing', worker_id = p_worker_id,
+               -- The first p_start in the claim's order start now: their
+               -- 'started' event (sql/schema/05_job_events.sql).
+               started_at = CASE WHEN p_start IS NULL
+                                   OR array_position(_ids, jobs.id) <= p_start
+                                 THEN now() END
+         WHERE jobs.id = ANY(_ids)
         RETURNING jobs.*
-    ), started AS (
-        INSERT INTO pgjobs.event_log (job_id, type)
-        SELECT ranked.id, 'started'::procrastinate_job_event_type
-          FROM (SELECT claimed.id,
-                       row_number() OVER (ORDER BY claimed.priority DESC,
-                                                   claimed.id ASC) AS rank
-                  FROM claimed) AS ranked
-         WHERE p_start IS NULL OR ranked.rank <= p_start
-        RETURNING event_log.job_id
     ), rolled AS (
         -- Their starts and waits (since each job's last ready event) in
         -- pgjobs.task_rollups, one row per task.
@@ -496,8 +493,7 @@ BEGIN
                (minute, task_name, bucket, shard, started, waited, wait_s)
         SELECT date_trunc('minute', now()), claimed.task_name, -2, pg_backend_pid() % 4,
                count(*), count(ready.s), coalesce(sum(ready.s), 0)
-          FROM started
-          JOIN claimed ON claimed.id = started.job_id
+          FROM claimed
          CROSS JOIN LATERAL (
                SELECT extract(epoch FROM now() - greatest(max(r.at) FILTER (
                     WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
@@ -505,6 +501,7 @@ BEGIN
                       AND r.at <= now()), claimed.deferred_at))::double precision AS s
                  FROM pgjobs.event_log AS r
                 WHERE r.job_id = claimed.id) AS ready
+         WHERE claimed.started_at IS NOT NULL
          GROUP BY claimed.task_name
          ORDER BY claimed.task_name
         ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE

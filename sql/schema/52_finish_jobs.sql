@@ -5,8 +5,12 @@
 -- call). No JIT, like pgjobs.fetch_jobs: compiling costs hundreds of ms,
 -- running it well under one.
 -- p_started_ids: prefetched jobs the worker is about to start (see
--- pgjobs.fetch_jobs): their 'started' events are written first, for those
--- still 'doing', and returned (started true); the worker starts only those.
+-- pgjobs.fetch_jobs): their 'started' events (started_at) are written
+-- first, for those still 'doing', and returned (started true); the worker
+-- starts only those.
+-- A success keeps its events in the job row (started_at, finished_at: no
+-- event row, sql/schema/05_job_events.sql); any other end logs its event,
+-- after the attempt's 'started' event moved from the row.
 -- Those whose queue was paused, or whose start-by deadline passed, while
 -- they waited in memory go back to 'todo' instead, with no attempt counted
 -- (the next claim expires the late ones), and are returned with started
@@ -55,31 +59,28 @@ BEGIN
     IF cardinality(p_started_ids) > 0 THEN
         RETURN QUERY
         WITH recorded AS (
-            INSERT INTO pgjobs.event_log (job_id, type)
-            SELECT doing.id, 'started'::procrastinate_job_event_type
-              FROM procrastinate_jobs AS doing
+            UPDATE procrastinate_jobs AS doing
+               SET started_at = now()
              WHERE doing.id = ANY(p_started_ids)
                AND doing.status = 'doing'
                AND (p_worker_id IS NULL OR doing.worker_id = p_worker_id)
-             ORDER BY doing.id
-            RETURNING event_log.job_id
+            RETURNING doing.id AS job_id, doing.task_name, doing.deferred_at
         ),
         rolled AS (
             INSERT INTO pgjobs.task_rollups AS rollup
                    (minute, task_name, bucket, shard, started, waited, wait_s)
-            SELECT date_trunc('minute', now()), job.task_name, -2, _shard,
+            SELECT date_trunc('minute', now()), recorded.task_name, -2, _shard,
                    count(*), count(ready.s), coalesce(sum(ready.s), 0)
               FROM recorded
-              JOIN procrastinate_jobs AS job ON job.id = recorded.job_id
              CROSS JOIN LATERAL (
                    SELECT extract(epoch FROM now() - greatest(max(r.at) FILTER (
                         WHERE r.type IN ('deferred', 'deferred_for_retry', 'retried',
                                          'scheduled')
-                          AND r.at <= now()), job.deferred_at))::double precision AS s
+                          AND r.at <= now()), recorded.deferred_at))::double precision AS s
                      FROM pgjobs.event_log AS r
                     WHERE r.job_id = recorded.job_id) AS ready
-             GROUP BY job.task_name
-             ORDER BY job.task_name
+             GROUP BY recorded.task_name
+             ORDER BY recorded.task_name
             ON CONFLICT (minute, task_name, bucket, shard) DO UPDATE
                SET started = rollup.started + excluded.started,
                    waited = rollup.waited + excluded.waited,
@@ -94,7 +95,7 @@ BEGIN
              WHERE f.status IN ('succeeded', 'failed', 'aborted')
         ),
         current AS (
-            SELECT jobs.id, jobs.status AS old_status
+            SELECT jobs.id, jobs.status AS old_status, jobs.started_at
               FROM procrastinate_jobs AS jobs
              WHERE jobs.id = ANY(p_ids)
                AND jobs.status IN ('todo', 'doing')
@@ -108,7 +109,8 @@ BEGIN
              WHERE finished.delete_job
                AND jobs.id = finished.id
                AND current.id = finished.id
-            RETURNING jobs.id, jobs.task_name, finished.status, current.old_status
+            RETURNING jobs.id, jobs.task_name, finished.status, current.old_status,
+                      current.started_at
         ),
         updated AS (
             UPDATE procrastinate_jobs AS jobs
@@ -119,46 +121,67 @@ BEGIN
                    attempts = CASE current.old_status
                                   WHEN 'doing' THEN jobs.attempts + 1
                                   ELSE jobs.attempts
-                              END
+                              END,
+                   started_at = CASE WHEN finished.status = 'succeeded'
+                                     THEN jobs.started_at END,
+                   finished_at = CASE WHEN finished.status = 'succeeded'
+                                           AND current.old_status = 'doing'
+                                      THEN now() END
               FROM finished, current
              WHERE NOT finished.delete_job
                AND jobs.id = finished.id
                AND current.id = finished.id
             RETURNING jobs.id, jobs.status, current.old_status, jobs.task_name,
-                      jobs.args ? 'timestamp' AS periodic
+                      jobs.args ? 'timestamp' AS periodic, current.started_at
         ),
         -- procrastinate's status events (its row trigger is skipped while
         -- pgjobs.batch_events is on): doing -> succeeded/failed/aborted, and
-        -- todo -> succeeded/failed is a cancellation.
+        -- todo -> succeeded/failed is a cancellation. Not a success (its
+        -- finished_at); the attempt's 'started' event first (from its
+        -- started_at).
         events AS (
-            INSERT INTO pgjobs.event_log (job_id, type)
-            SELECT updated.id,
-                   CASE WHEN updated.old_status = 'doing'
-                        THEN updated.status::text
-                        ELSE 'cancelled'
-                   END::procrastinate_job_event_type
-              FROM updated
-             WHERE updated.old_status = 'doing'
-                OR updated.status IN ('succeeded', 'failed')
-             ORDER BY updated.id
+            INSERT INTO pgjobs.event_log (job_id, type, at, from_job)
+            SELECT logged.id, logged.type, logged.at, logged.from_job
+              FROM (SELECT updated.id, 1 AS n,
+                           'started'::procrastinate_job_event_type AS type,
+                           updated.started_at AS at, true AS from_job
+                      FROM updated
+                     WHERE updated.status <> 'succeeded'
+                       AND updated.started_at IS NOT NULL
+                    UNION ALL
+                    SELECT updated.id, 2,
+                           CASE WHEN updated.old_status = 'doing'
+                                THEN updated.status::text
+                                ELSE 'cancelled'
+                           END::procrastinate_job_event_type,
+                           now(), NULL
+                      FROM updated
+                     WHERE (updated.old_status = 'doing'
+                            OR updated.status IN ('succeeded', 'failed'))
+                       AND NOT (updated.old_status = 'doing'
+                                AND updated.status = 'succeeded')) AS logged
+             ORDER BY logged.id, logged.n
         ),
-        -- Their run times: since each one's last 'started' event. Every
-        -- probe of procrastinate_events here and below is by job_id alone,
-        -- the rest filtered: a condition on type and at could make a generic
-        -- plan walk the (type, at) index through every event instead.
+        -- Their run times: since each one's 'started' event (its started_at;
+        -- logged for a job started before migration 0024 or by
+        -- procrastinate's own functions). Every probe of pgjobs.event_log
+        -- here and below is by job_id alone, the rest filtered: a condition
+        -- on type and at could make a generic plan walk the (type, at) index
+        -- through every event instead.
         ended AS (
-            SELECT attempt.task_name, attempt.status, run.s
-              FROM (SELECT updated.id, updated.task_name, updated.status
+            SELECT attempt.task_name, attempt.status,
+                   extract(epoch FROM now() - coalesce(
+                       attempt.started_at,
+                       (SELECT max(s.at) FILTER (WHERE s.type = 'started' AND s.at <= now())
+                          FROM pgjobs.event_log AS s
+                         WHERE s.job_id = attempt.id)))::double precision AS s
+              FROM (SELECT updated.id, updated.task_name, updated.status,
+                           updated.started_at
                       FROM updated WHERE updated.old_status = 'doing'
                     UNION ALL
-                    SELECT deleted.id, deleted.task_name, deleted.status
+                    SELECT deleted.id, deleted.task_name, deleted.status,
+                           deleted.started_at
                       FROM deleted WHERE deleted.old_status = 'doing') AS attempt
-             CROSS JOIN LATERAL (
-                   SELECT extract(epoch FROM now() - max(s.at) FILTER (
-                              WHERE s.type = 'started' AND s.at <= now()))::double precision
-                              AS s
-                     FROM pgjobs.event_log AS s
-                    WHERE s.job_id = attempt.id) AS run
         ),
         -- Per task, the outcomes (bucket -1) and the run-time histogram.
         rolled AS (

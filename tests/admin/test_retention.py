@@ -335,3 +335,34 @@ def test_listing_old_jobs_walks_the_index_one_batch_at_a_time(
     )
     assert "pgjobs_events_type_at_idx" in plan, plan
     assert "Seq Scan" not in plan and "Hash" not in plan, plan
+
+
+def test_listing_old_successes_kept_in_their_rows_walks_their_index(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Successes written by pgjobs' worker keep their 'succeeded' event in
+    the job row (finished_at): listed from pgjobs_jobs_finished_idx, oldest
+    first, a batch at a time, and the log is not walked for them."""
+    conn.execute(
+        "INSERT INTO procrastinate_jobs"
+        "       (queue_name, task_name, args, status, started_at, finished_at)"
+        " SELECT 'default', 'task', '{}', 'succeeded',"
+        "        now() - make_interval(secs => 20001 - i),"
+        "        now() - make_interval(secs => 20000 - i)"
+        "   FROM generate_series(1, 20000) AS i"
+    )
+    conn.execute("ANALYZE procrastinate_jobs")
+    conn.execute("ANALYZE pgjobs.event_log")
+    sql = queries.query("retention_jobs_finished_before")
+    params = {"status": "succeeded", "older_than": "1 hour", "now": None, "limit": 100}
+    listed = [row[0] for row in conn.execute(sql, params).fetchall()]
+    oldest = conn.execute(
+        "SELECT id FROM procrastinate_jobs ORDER BY finished_at LIMIT 100"
+    ).fetchall()
+    assert listed == [row[0] for row in oldest]
+    plan = "\n".join(
+        row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
+    )
+    assert "pgjobs_jobs_finished_idx" in plan, plan
+    # (the log is empty: a sequential scan of it reads nothing)
+    assert "Seq Scan on procrastinate_jobs" not in plan and "Hash" not in plan, plan

@@ -78,14 +78,25 @@ async def test_the_stream_sees_each_state_change(
     assert sorted(delayed[:2]) == ["enqueued", "scheduled"] and delayed[2:] == [
         "cancelled"
     ]
-    # Each source in id order (enqueues from the jobs, the rest from the
-    # log), so every event's cursor is at or past the one before it.
-    logged = [e.id for e in found if e.kind != "enqueued"]
-    enqueued = [e.id for e in found if e.kind == "enqueued"]
+    # Each source in its order (enqueues from the jobs by id, starts and
+    # successes kept in job rows by time, the rest from the log by id), so
+    # every event's cursor is at or past the one before it.
+    logged = [e.id for e in found if 0 < e.id < events.STARTED_ID]
+    enqueued = [e.id for e in found if e.id < 0]
+    kept = [(e.at, e.id) for e in found if e.id >= events.STARTED_ID]
     assert logged == sorted(logged) and enqueued == sorted(enqueued)
+    assert kept == sorted(kept) and {
+        e.kind for e in found if e.id >= events.STARTED_ID
+    } <= {
+        "started",
+        "succeeded",
+    }
+    assert (ok + events.SUCCEEDED_ID, "succeeded") in {(e.id, e.kind) for e in found}
     places = [events.Position.parse(e.cursor) for e in found]
     assert all(
-        a.log_id <= b.log_id and a.job_id <= b.job_id
+        a.log_id <= b.log_id
+        and a.job_id <= b.job_id
+        and (a.run_at, a.run_id) <= (b.run_at, b.run_id)  # type: ignore[operator]
         for a, b in itertools.pairwise(places)
     )
     assert places[-1].job_id == later
