@@ -303,6 +303,20 @@ def test_cli_prune(conn: psycopg.Connection[Any], db_url: str) -> None:
     assert "invalid age 'soon'" in bad.stderr
 
 
+def list_oldest_successes(conn: psycopg.Connection[Any]) -> tuple[list[int], str]:
+    """A prune's first batch of 100 succeeded jobs older than an hour, after
+    ANALYZE, and the plan that listed them."""
+    conn.execute("ANALYZE procrastinate_jobs")
+    conn.execute("ANALYZE pgjobs.event_log")
+    sql = queries.query("retention_jobs_finished_before")
+    params = {"status": "succeeded", "older_than": "1 hour", "now": None, "limit": 100}
+    listed = [row[0] for row in conn.execute(sql, params).fetchall()]
+    plan = "\n".join(
+        row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
+    )
+    return listed, plan
+
+
 def test_listing_old_jobs_walks_the_index_one_batch_at_a_time(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -319,20 +333,13 @@ def test_listing_old_jobs_walks_the_index_one_batch_at_a_time(
         "        now() - make_interval(secs => 20000 - id % 20000)"
         "   FROM jobs, unnest(ARRAY['deferred', 'started', 'succeeded']) AS type"
     )
-    conn.execute("ANALYZE procrastinate_jobs")
-    conn.execute("ANALYZE pgjobs.event_log")
-    sql = queries.query("retention_jobs_finished_before")
-    params = {"status": "succeeded", "older_than": "1 hour", "now": None, "limit": 100}
-    listed = [row[0] for row in conn.execute(sql, params).fetchall()]
+    listed, plan = list_oldest_successes(conn)
     assert len(listed) == 100
     oldest = conn.execute(
         "SELECT job_id FROM procrastinate_events WHERE type = 'succeeded'"
         " ORDER BY at LIMIT 100"
     ).fetchall()
     assert listed == [row[0] for row in oldest]
-    plan = "\n".join(
-        row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
-    )
     assert "pgjobs_events_type_at_idx" in plan, plan
     assert "Seq Scan" not in plan and "Hash" not in plan, plan
 
@@ -351,18 +358,11 @@ def test_listing_old_successes_kept_in_their_rows_walks_their_index(
         "        now() - make_interval(secs => 20000 - i)"
         "   FROM generate_series(1, 20000) AS i"
     )
-    conn.execute("ANALYZE procrastinate_jobs")
-    conn.execute("ANALYZE pgjobs.event_log")
-    sql = queries.query("retention_jobs_finished_before")
-    params = {"status": "succeeded", "older_than": "1 hour", "now": None, "limit": 100}
-    listed = [row[0] for row in conn.execute(sql, params).fetchall()]
+    listed, plan = list_oldest_successes(conn)
     oldest = conn.execute(
         "SELECT id FROM procrastinate_jobs ORDER BY finished_at LIMIT 100"
     ).fetchall()
     assert listed == [row[0] for row in oldest]
-    plan = "\n".join(
-        row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
-    )
     assert "pgjobs_jobs_finished_idx" in plan, plan
     # (the log is empty: a sequential scan of it reads nothing)
     assert "Seq Scan on procrastinate_jobs" not in plan and "Hash" not in plan, plan
