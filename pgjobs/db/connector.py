@@ -17,7 +17,8 @@ Pool connections have client-side prepared statements off unless
 them on (see ``pgjobs.db.connections``). A server out of connection slots at start
 (``too many clients``) is waited for, with one WARNING, instead of failing;
 a pool that psycopg_pool closed is replaced (``reopen``): a closed pool
-refuses every request, forever.
+refuses every request, forever. The pool hands out the connection returned
+last (``pgjobs.db.pool``): an idle worker's claim runs on a warm backend.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from procrastinate import connector as procrastinate_connector
 from procrastinate import psycopg_connector
 
 from pgjobs.db import connections
+from pgjobs.db.pool import LastInFirstOutPool
 from pgjobs.settings import Settings
 
 logger = logging.getLogger("pgjobs.worker")
@@ -47,6 +49,7 @@ class Connector(psycopg_connector.PsycopgConnector):
     def __init__(self, settings: Settings, **pool_args: Any) -> None:
         pool_args.setdefault("min_size", 1)
         pool_args.setdefault("max_size", settings.pool_size)
+        pool_args.setdefault("pool_factory", LastInFirstOutPool)
         super().__init__(**pool_args)
         self.settings = settings
         #: Called each time a LISTEN connection opens (the worker's logs).
