@@ -174,3 +174,41 @@ def test_a_job_committed_after_the_worker_began_waiting_is_not_missed(
             latency = time.monotonic() - began
             assert group.error_lines() == []
     assert latency < 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_claim_a_notification_wakes_runs_on_the_listen_connection(
+    prepared: str,
+) -> None:
+    """pgjobs.db.connector lends the LISTEN connection while a notification
+    is handled: the woken claim runs on that backend (the one the
+    notification just woke), and the loop listens again afterwards."""
+    last_query = "SELECT query FROM pg_stat_activity WHERE pid = %s"
+    with scenarios.workers(
+        prepared, 1, 4, PGJOBS_POLL_INTERVAL="60", PGJOBS_LOG_LEVEL="INFO"
+    ) as group:
+        wait_for(lambda: _count(prepared, WAITERS) == 1, 30, "the worker to wait")
+        with psycopg.connect(prepared, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN %%'"
+            ).fetchall()
+            assert len(rows) == 1, rows  # the worker's LISTEN connection
+            pid = rows[0][0]
+            latencies = []
+            for n in range(3):
+                began = time.monotonic()
+                ids = scenarios.enqueue(prepared, 1, start=n)
+                scenarios.wait_finished(prepared, ids, timeout=20)
+                latencies.append(time.monotonic() - began)
+                row = conn.execute(last_query, [pid]).fetchone()
+                assert row is not None, "the LISTEN connection went away"
+                assert "pgjobs.fetch_jobs" in row[0], row[0]
+                wait_for(
+                    lambda: _count(prepared, WAITERS) == 1, 10, "the worker to wait"
+                )
+        # Each was notified (a 60 s poll cannot explain these starts): the
+        # loop listened again after lending its connection.
+        assert max(latencies) < 2.0, latencies
+        assert group.error_lines() == []
