@@ -19,15 +19,6 @@ them on (see ``pgjobs.db.connections``). A server out of connection slots at sta
 a pool that psycopg_pool closed is replaced (``reopen``): a closed pool
 refuses every request, forever. The pool hands out the connection returned
 last (``pgjobs.db.pool``): an idle worker's claim runs on a warm backend.
-
-The LISTEN loop hands each batch of notifications to the worker outside
-psycopg's ``notifies()`` (which holds the connection while it runs), and
-lends the connection meanwhile (``listen_loan``): the claim a notification
-wakes runs on the backend that has just delivered it, the one connection of
-the worker that is awake (0.4 ms less per idle wake-up on PostgreSQL 15 than
-the pool's warmest connection). The loop takes the connection back before
-it listens again; a claim that finds it taken, or lent to nobody, uses the
-pool.
 """
 
 from __future__ import annotations
@@ -35,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -63,10 +54,6 @@ class Connector(psycopg_connector.PsycopgConnector):
         self.settings = settings
         #: Called each time a LISTEN connection opens (the worker's logs).
         self.on_listen_connected: Callable[[], None] | None = None
-        # The LISTEN connection while its notifications are being handled
-        # (lent), and the lock a borrower holds while it uses it.
-        self._lent: psycopg.AsyncConnection[Any] | None = None
-        self._loan = asyncio.Lock()
 
     async def _create_pool(
         self, pool_args: dict[str, Any]
@@ -150,62 +137,6 @@ class Connector(psycopg_connector.PsycopgConnector):
         ) as conn:
             self._listen_connected()
             yield conn
-
-    async def _loop_notify(
-        self,
-        on_notification: procrastinate_connector.Notify,
-        connection: psycopg.AsyncConnection[Any],
-        timeout: float = procrastinate_connector.LISTEN_TIMEOUT,
-    ) -> None:
-        """procrastinate's loop (the same notifications, the same keep-alive
-        after ``timeout`` s of silence, the same exit on a dead connection),
-        with each batch handed over outside ``notifies()``, the connection
-        lent meanwhile."""
-        async with psycopg_connector.wrap_exceptions():
-            while True:
-                try:
-                    await self._notify_batch(on_notification, connection, timeout)
-                except psycopg.OperationalError:
-                    break
-
-    async def _notify_batch(
-        self,
-        on_notification: procrastinate_connector.Notify,
-        connection: psycopg.AsyncConnection[Any],
-        timeout: float,
-    ) -> None:
-        # Every notification of the packets read: none is left behind in the
-        # generator (stop_after stops after a whole packet).
-        received = [
-            note async for note in connection.notifies(timeout=timeout, stop_after=1)
-        ]
-        if not received:
-            await connection.execute("SELECT 1")
-            return
-        self._lent = connection
-        try:
-            for note in received:
-                await on_notification(channel=note.channel, payload=note.payload)
-        finally:
-            self._lent = None
-            async with self._loan:  # a borrower still at it finishes first
-                pass
-
-    def listen_loan(
-        self,
-    ) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any] | None]:
-        """The LISTEN connection, while a notification is being handled and
-        nobody else uses it; else None (use the pool)."""
-        if self._lent is None or self._loan.locked():
-            return nullcontext(None)
-        return self._borrow(self._lent)
-
-    @asynccontextmanager
-    async def _borrow(
-        self, conn: psycopg.AsyncConnection[Any]
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any] | None]:
-        async with self._loan:
-            yield conn if self._lent is conn else None
 
     def _listen_connected(self) -> None:
         if self.on_listen_connected is not None:

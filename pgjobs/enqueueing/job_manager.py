@@ -193,25 +193,13 @@ class JobManager(manager.JobManager):
     ) -> list[procrastinate_jobs.Job]:
         """Claim up to ``limit`` jobs, in the order they must start; the
         first ``start`` (None: all) start now, the others are prefetched."""
-        arguments = {
-            "queues": queues,
-            "worker_id": worker_id,
-            "limit": limit,
-            "start": start,
-        }
-        query = queries.query("worker_fetch_jobs")
-        # A claim woken by a notification runs on the LISTEN connection,
-        # lent while the notification is handled (pgjobs.db.connector).
-        loan = getattr(self.connector, "listen_loan", None)
-        async with loan() if loan is not None else contextlib.nullcontext() as conn:
-            if conn is not None:
-                rows = await self.connector.execute_query_all_async_with_connection(
-                    conn, query, **arguments
-                )
-            else:
-                rows = await self.connector.execute_query_all_async(
-                    query=query, **arguments
-                )
+        rows = await self.connector.execute_query_all_async(
+            query=queries.query("worker_fetch_jobs"),
+            queues=queues,
+            worker_id=worker_id,
+            limit=limit,
+            start=start,
+        )
         rows.sort(key=lambda row: (-row["priority"], row["id"]))
         return [procrastinate_jobs.Job.from_row(row) for row in rows]
 

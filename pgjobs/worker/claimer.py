@@ -116,8 +116,6 @@ class Claimer:
         self._outcomes_written = asyncio.Event()
         self._outcomes_written_total = 0
         self._claim_unsure = False
-        #: Set when a claim statement returns (or fails).
-        self.claim_ended = asyncio.Event()
 
     # -- the claim loop ----------------------------------------------------
 
@@ -195,8 +193,6 @@ class Claimer:
             for _ in range(slots):
                 self._semaphore.release()
             raise
-        finally:
-            self.claim_ended.set()
         return _Claim(slots, limit, claimed, written_before, in_flight)
 
     async def _claim_failed(self, exc: BaseException, delay: float) -> bool:

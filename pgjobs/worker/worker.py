@@ -45,7 +45,6 @@ pins the procrastinate code it replaces), each in the part named:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gc
 import logging
@@ -78,10 +77,6 @@ StartStep = tuple[str, Callable[[], Awaitable[Any]]]
 #: procrastinate's per-job log actions and the level they are logged at:
 #: their extras (the job serialised as a dict) are only built when a record
 #: at that level would be emitted (two per job otherwise, for nothing).
-#: Seconds a notification handler waits for the claim it woke (the LISTEN
-#: loop listens again after it, the claim then goes to the pool).
-LENT_CLAIM_WAIT = 0.05
-
 _JOB_ACTION_LEVELS = {
     "loaded_job_info": logging.DEBUG,
     "finish_task": logging.DEBUG,
@@ -106,9 +101,9 @@ class Worker(procrastinate_worker.Worker):
     of ``_run_loop``, which runs them): ``run``, ``_fetch_and_process_jobs``,
     ``_process_job``, ``_persist_job_status``, ``_shutdown``,
     ``_start_side_tasks``, ``_update_heartbeat``, ``_poll_jobs_to_abort``,
-    ``_log_extra``, ``_handle_notification``. It uses as they are
-    ``_run_loop``, ``_resolve_task_middlewares``, ``_log_job_outcome`` and
-    ``_handle_abort_jobs_requested``.
+    ``_log_extra``. It uses as they are ``_run_loop``,
+    ``_resolve_task_middlewares``, ``_log_job_outcome``,
+    ``_handle_notification`` and ``_handle_abort_jobs_requested``.
     """
 
     def __init__(
@@ -123,8 +118,6 @@ class Worker(procrastinate_worker.Worker):
     ) -> None:
         super().__init__(**kwargs)
         self.freeze_gc = freeze_gc
-        #: In a claim loop (a notification then wakes no idle claim).
-        self._claiming = False
         self.extra_side_tasks = list(side_tasks or [])
         #: Run once registered, before the first claim (retried like the
         #: registration): e.g. storing the declared limits.
@@ -290,30 +283,11 @@ class Worker(procrastinate_worker.Worker):
 
     async def _fetch_and_process_jobs(self) -> None:
         """Claim jobs for every free slot until none is left or asked to stop."""
-        self._claiming = True
         try:
             await self.claimer.claim_while_slots_free()
         finally:
-            self._claiming = False
             if self._stop_event.is_set():
                 await self.claimer.release_prefetched()
-
-    async def _handle_notification(
-        self, *, channel: str, notification: jobs.Notification
-    ) -> None:
-        """procrastinate's, except that a new job waking an idle worker is
-        claimed before the handler returns: on the LISTEN connection, lent
-        by the LISTEN loop while the handler runs (pgjobs.db.connector)."""
-        if notification["type"] != "job_inserted" or self._claiming:
-            await super()._handle_notification(
-                channel=channel, notification=notification
-            )
-            return
-        ended = self.claimer.claim_ended
-        ended.clear()
-        self._new_job_event.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), LENT_CLAIM_WAIT)
 
     async def _process_job(self, context: job_context.JobContext) -> None:
         """procrastinate's ``Worker._process_job``: the same outcomes, retry

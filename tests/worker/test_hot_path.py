@@ -33,13 +33,11 @@ PINNED = {
     worker.Worker._run_loop: "c92ccad5fa07f7a1",
     worker.Worker.run: "9a7c6a1ab8301be0",
     worker.Worker._shutdown: "7e40cbd5efe3acf5",
-    worker.Worker._handle_notification: "3f1ca288aafc6d8d",
     manager.JobManager.fetch_job: "eb92906b55c10d9c",
     manager.JobManager.finish_job: "eeb7dbb92f90508d",
     manager.JobManager.update_heartbeat: "91a7b7aa717eace4",
     manager.JobManager.unregister_worker: "087d3ab9c74afe90",
     psycopg_connector.PsycopgConnector._create_pool: "33693de57a738c77",
-    psycopg_connector.PsycopgConnector._loop_notify: "350f911543e1e09b",
     procrastinate_app.App.run_worker: "4ce03d28004a379a",
 }
 
