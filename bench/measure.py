@@ -4,6 +4,7 @@ databases, verifies its own result, and returns {metric key: [samples]}."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import statistics
 import sys
 import time
@@ -335,6 +336,7 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float) -> No
 async def latency(ctx: Context) -> Samples:
     n, warm = ctx.plan.latency_jobs, ctx.plan.warmup_jobs
     samples: Samples = {"latency_p50": [], "latency_p95": [], "latency_p99": []}
+    samples.update({f"step_{name}": [] for name in STEPS})
     for _ in range(ctx.plan.runs):
         async with db.scratch_database(ctx.admin_dsn, ctx.dbname) as dsn:
             await ctx.adapter.install_schema(dsn)
@@ -358,11 +360,13 @@ async def latency(ctx: Context) -> Samples:
                     await wait_until(drained, 120)
                     await asyncio.sleep(0.5)  # let the worker go idle
                     enqueued: dict[int, float] = {}
+                    returned: dict[int, float] = {}
                     ids: list[int] = []
                     async with ctx.adapter.client(dsn) as client:
                         for i in range(n):
                             enqueued[i] = time.time()
                             ids.append(await client.enqueue_one(i))
+                            returned[i] = time.time()
                             await asyncio.sleep(ctx.plan.latency_gap)
 
                     async def finished(ids: Sequence[int] = ids) -> bool:
@@ -384,7 +388,45 @@ async def latency(ctx: Context) -> Samples:
             samples["latency_p95"].append(pct[94])
             samples["latency_p99"].append(pct[98])
             log(f"  {ctx.system} latency p50={pct[49]:.2f} ms p99={pct[98]:.2f} ms")
+            claims = sorted(tuple(c) for out in outputs for c in out.get("claims", []))
+            for name, value in latency_steps(
+                enqueued, returned, started, claims, n
+            ).items():
+                samples[f"step_{name}"].append(value)
     return samples
+
+
+#: The latency's steps, medians over the jobs: the enqueue call; the enqueue's
+#: start to the claim call that got the job (its commit, the notification,
+#: the wake-up); that claim's round trip; its reply to the task's start.
+STEPS = ("enqueue", "to_claim", "claim", "to_start")
+
+
+def latency_steps(
+    enqueued: dict[int, float],
+    returned: dict[int, float],
+    started: dict[int, float],
+    claims: Sequence[tuple[float, ...]],
+    n: int,
+) -> dict[str, float]:
+    """Median ms of each step; for each job, the claim is the last one that
+    found a job, called after the enqueue began and returned before the job
+    started. Empty when the worker's claims were not timed."""
+    productive = [c for c in claims if c[2] > 0]
+    calls = [c[0] for c in productive]
+    steps: dict[str, list[float]] = {name: [] for name in STEPS}
+    for i in range(n):
+        last = bisect.bisect_right(calls, started[i]) - 1
+        if last < 0 or productive[last][0] < enqueued[i]:
+            continue
+        call, reply = productive[last][0], productive[last][1]
+        if reply > started[i]:
+            continue
+        steps["enqueue"].append((returned[i] - enqueued[i]) * 1000)
+        steps["to_claim"].append((call - enqueued[i]) * 1000)
+        steps["claim"].append((reply - call) * 1000)
+        steps["to_start"].append((started[i] - reply) * 1000)
+    return {k: statistics.median(v) for k, v in steps.items() if len(v) >= n // 2}
 
 
 # --- growth ----------------------------------------------------------------

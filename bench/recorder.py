@@ -6,8 +6,10 @@ does not distort the worker RSS figures.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ class Recorder:
         self.rss: dict[int, int] = {}
         self._rss_at = frozenset(rss_at)
         self._times: dict[int, float] | None = {} if record_times else None
+        #: With record_times: each claim statement's (call, return, jobs found).
+        self.claims: list[tuple[float, float, int]] = []
         self._process = psutil.Process()
 
     def record(self, n: int) -> None:
@@ -50,7 +54,26 @@ class Recorder:
             "duplicates": self.duplicates,
             "rss": {str(k): v for k, v in self.rss.items()},
             "times": {str(k): v for k, v in (self._times or {}).items()},
+            "claims": self.claims,
         }
+
+    def time_claims(
+        self, owner: Any, name: str, found: Callable[[Any], int] = len
+    ) -> None:
+        """With record_times: time ``owner.name``, a system's claim call (an
+        async method of one instance), for the latency scenario's steps."""
+        if self._times is None:
+            return
+        claim: Callable[..., Awaitable[Any]] = getattr(owner, name)
+
+        @functools.wraps(claim)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.time()
+            result = await claim(*args, **kwargs)
+            self.claims.append((began, time.time(), found(result)))
+            return result
+
+        setattr(owner, name, timed)
 
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json()))

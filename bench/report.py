@@ -73,6 +73,21 @@ def metrics(plan: Plan) -> list[Metric]:
                 digits=2,
             )
         )
+    for key, label in (
+        ("enqueue", "enqueue call"),
+        ("to_claim", "enqueue start → claim call"),
+        ("claim", "claim round trip"),
+        ("to_start", "claim reply → task start"),
+    ):
+        rows.append(
+            Metric(
+                f"step_{key}",
+                f"latency step p50: {label}",
+                "ms",
+                higher_is_better=False,
+                digits=2,
+            )
+        )
     rows += [
         Metric(
             "growth_rate",

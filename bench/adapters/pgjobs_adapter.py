@@ -64,6 +64,7 @@ class PgjobsAdapter(ProcrastinateAdapter):
         # What `pgjobs worker [--concurrency N] [--one-shot]` does: the
         # procrastinate adapter's worker, on the loop pgjobs picks.
         app = self.build_app(dsn, recorder.record)
+        recorder.time_claims(app.job_manager, "fetch_jobs")
         options: dict[str, Any] = {
             "wait": not drain,
             **self.worker_options(concurrency),

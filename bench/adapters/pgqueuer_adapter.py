@@ -188,6 +188,7 @@ class PgqueuerAdapter(SystemAdapter):
             conn = await asyncpg.connect(dsn)
             try:
                 pgq = PgQueuer(AsyncpgDriver(conn))
+                recorder.time_claims(pgq.queries, "dequeue")
 
                 @pgq.entrypoint(TASK_NAME, concurrency_limit=limit)
                 async def noop(job: Job) -> None:

@@ -162,6 +162,7 @@ class ProcrastinateAdapter(SystemAdapter):
     ) -> None:
         # What `procrastinate worker [--concurrency N] [--one-shot]` does.
         app = self.build_app(dsn, recorder.record)
+        recorder.time_claims(app.job_manager, "fetch_job", lambda job: int(bool(job)))
 
         async def main() -> None:
             async with app.open_async():
