@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import psycopg_pool
@@ -39,6 +39,10 @@ from pgjobs.db.pool import LastInFirstOutPool
 from pgjobs.settings import Settings
 
 logger = logging.getLogger("pgjobs.worker")
+
+
+#: A connection's psycopg prepare_threshold that no statement reaches.
+_PREPARE_ON_REQUEST_ONLY = 2**31
 
 
 async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -137,6 +141,22 @@ class Connector(psycopg_connector.PsycopgConnector):
         ) as conn:
             self._listen_connected()
             yield conn
+
+    async def execute_prepared_all_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> list[dict[str, Any]]:
+        """``execute_query_all_async`` as a server-side prepared statement
+        (only where each pool connection is a session of its own: see
+        ``JobManager.prepared_claims``)."""
+        async with psycopg_connector.wrap_exceptions(), self._get_cursor() as cursor:
+            conn = cursor.connection
+            if conn.prepare_threshold is None:
+                # psycopg prepares nothing, even on request, with no
+                # threshold: one that is never reached prepares only this.
+                conn.prepare_threshold = _PREPARE_ON_REQUEST_ONLY
+            await cursor.execute(query, self._wrap_json(arguments), prepare=True)
+            rows: list[dict[str, Any]] = await cursor.fetchall()
+            return rows
 
     def _listen_connected(self) -> None:
         if self.on_listen_connected is not None:

@@ -63,6 +63,12 @@ class JobManager(manager.JobManager):
     def __init__(self, app: procrastinate_app.App) -> None:
         super().__init__(connector=app.connector)
         self._app = app
+        #: Claims run as server-side prepared statements: set by a worker
+        #: once it found that its pool's database gives sessions of their own
+        #: (pgjobs.worker.listening: LISTEN works there), never behind a
+        #: transaction pooler. The statement is then parsed once per
+        #: connection, not on every claim.
+        self.prepared_claims = False
 
     def _encode(
         self,
@@ -193,13 +199,20 @@ class JobManager(manager.JobManager):
     ) -> list[procrastinate_jobs.Job]:
         """Claim up to ``limit`` jobs, in the order they must start; the
         first ``start`` (None: all) start now, the others are prefetched."""
-        rows = await self.connector.execute_query_all_async(
-            query=queries.query("worker_fetch_jobs"),
-            queues=queues,
-            worker_id=worker_id,
-            limit=limit,
-            start=start,
-        )
+        arguments = {
+            "queues": queues,
+            "worker_id": worker_id,
+            "limit": limit,
+            "start": start,
+        }
+        query = queries.query("worker_fetch_jobs")
+        prepared = getattr(self.connector, "execute_prepared_all_async", None)
+        if self.prepared_claims and prepared is not None:
+            rows = await prepared(query, **arguments)
+        else:
+            rows = await self.connector.execute_query_all_async(
+                query=query, **arguments
+            )
         rows.sort(key=lambda row: (-row["priority"], row["id"]))
         return [procrastinate_jobs.Job.from_row(row) for row in rows]
 

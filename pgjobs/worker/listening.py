@@ -133,6 +133,10 @@ class Listener:
             if listen_url
             else "the database connection"
         )
+        if works and not listen_url:
+            # The pool's database gives sessions of their own (LISTEN works
+            # on it): the claims can be server-side prepared statements.
+            self._job_manager.prepared_claims = True
         if works:
             interval = chosen or POLL_WITH_LISTEN
             logger.info(

@@ -4,6 +4,7 @@ after another goes to the same (warm) backend, not round the whole pool."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from pgjobs.db.connector import Connector
 from pgjobs.settings import Settings
@@ -38,3 +39,45 @@ async def test_statements_one_after_another_reuse_the_last_backend(
         assert pool.get_stats()["pool_available"] == 4
     finally:
         await connector.close_async()
+
+
+async def test_a_listening_worker_claims_with_a_prepared_statement(
+    settings: Settings,
+) -> None:
+    """Where LISTEN works on the pool's database (sessions of their own) the
+    worker's claims are server-side prepared statements: the jobs run, and
+    the backend that claimed them holds the claim among its prepared
+    statements. Other statements stay unprepared."""
+    from pgjobs import App
+
+    app = App(settings=settings)
+    ran: list[int] = []
+
+    @app.task(name="tests.prepared_claims.record")
+    async def record(n: int) -> None:
+        ran.append(n)
+
+    async with app.open_async():
+        worker = asyncio.create_task(
+            app.run_worker_async(concurrency=2, install_signal_handlers=False)
+        )
+        try:
+            async with asyncio.timeout(30):
+                while not app.job_manager.prepared_claims:
+                    await asyncio.sleep(0.05)
+                for n in range(3):
+                    await record.defer_async(n=n)
+                while len(ran) < 3:
+                    await asyncio.sleep(0.05)
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        assert sorted(ran) == [0, 1, 2]
+        # The pool hands out its last-returned connection: the claims' one.
+        statements = await app.connector.execute_query_all_async(
+            "SELECT statement FROM pg_prepared_statements"
+        )
+    texts = [row["statement"] for row in statements]
+    assert any("pgjobs.fetch_jobs" in text for text in texts), texts
+    assert not any("finish_jobs" in text for text in texts), texts
