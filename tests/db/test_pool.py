@@ -74,10 +74,19 @@ async def test_a_listening_worker_claims_with_a_prepared_statement(
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         assert sorted(ran) == [0, 1, 2]
-        # The pool hands out its last-returned connection: the claims' one.
-        statements = await app.connector.execute_query_all_async(
-            "SELECT statement FROM pg_prepared_statements"
-        )
-    texts = [row["statement"] for row in statements]
+        # Every connection of the pool, at once (the worker has stopped).
+        pool = app.connector.pool
+        held = [await pool.getconn() for _ in range(pool.get_stats()["pool_size"])]
+        try:
+            texts = [
+                row[0]
+                for conn in held
+                for row in await (
+                    await conn.execute("SELECT statement FROM pg_prepared_statements")
+                ).fetchall()
+            ]
+        finally:
+            for conn in held:
+                await pool.putconn(conn)
     assert any("pgjobs.fetch_jobs" in text for text in texts), texts
     assert not any("finish_jobs" in text for text in texts), texts
