@@ -17,7 +17,8 @@ Pool connections have client-side prepared statements off unless
 them on (see ``pgjobs.db.connections``); the one exception is the worker's
 claim where each pool connection is a session of its own
 (``execute_prepared_all_async``, ``JobManager.prepared_claims``). A server
-out of connection slots at start (``too many clients``) is waited for, with one WARNING, instead of failing;
+out of connection slots at start (``too many clients``) is waited for, with
+one WARNING, instead of failing;
 a pool that psycopg_pool closed is replaced (``reopen``): a closed pool
 refuses every request, forever. The pool hands out the connection returned
 last (``pgjobs.db.pool``): an idle worker's claim runs on a warm backend.
