@@ -336,7 +336,7 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float) -> No
 async def latency(ctx: Context) -> Samples:
     n, warm = ctx.plan.latency_jobs, ctx.plan.warmup_jobs
     samples: Samples = {"latency_p50": [], "latency_p95": [], "latency_p99": []}
-    samples.update({f"step_{name}": [] for name in STEPS})
+    samples.update({f"step_{name}": [] for name in (*STEPS, "unclaimed")})
     for _ in range(ctx.plan.runs):
         async with db.scratch_database(ctx.admin_dsn, ctx.dbname) as dsn:
             await ctx.adapter.install_schema(dsn)
@@ -396,10 +396,12 @@ async def latency(ctx: Context) -> Samples:
     return samples
 
 
-#: The latency's steps, medians over the jobs: the enqueue call; the enqueue's
-#: start to the claim call that got the job (its commit, the notification,
-#: the wake-up); that claim's round trip; its reply to the task's start.
-STEPS = ("enqueue", "to_claim", "claim", "to_start")
+#: The latency's steps, medians over the jobs: the enqueue call; its return
+#: to the task's start; for the jobs a claim of the worker's got, the enqueue's
+#: start to that claim's call (its commit, the notification, the wake-up),
+#: the claim's round trip and its reply to the task's start (the step row
+#: "unclaimed" is the share of jobs started with no claim: pushed).
+STEPS = ("enqueue", "returned", "to_claim", "claim", "to_start")
 
 
 def latency_steps(
@@ -415,18 +417,24 @@ def latency_steps(
     productive = [c for c in claims if c[2] > 0]
     calls = [c[0] for c in productive]
     steps: dict[str, list[float]] = {name: [] for name in STEPS}
+    unclaimed = 0
     for i in range(n):
+        steps["enqueue"].append((returned[i] - enqueued[i]) * 1000)
+        steps["returned"].append((started[i] - returned[i]) * 1000)
         last = bisect.bisect_right(calls, started[i]) - 1
         if last < 0 or productive[last][0] < enqueued[i]:
+            unclaimed += 1  # no claim of its own: pushed by the enqueue
             continue
         call, reply = productive[last][0], productive[last][1]
         if reply > started[i]:
+            unclaimed += 1
             continue
-        steps["enqueue"].append((returned[i] - enqueued[i]) * 1000)
         steps["to_claim"].append((call - enqueued[i]) * 1000)
         steps["claim"].append((reply - call) * 1000)
         steps["to_start"].append((started[i] - reply) * 1000)
-    return {k: statistics.median(v) for k, v in steps.items() if len(v) >= n // 2}
+    medians = {k: statistics.median(v) for k, v in steps.items() if len(v) >= n // 2}
+    medians["unclaimed"] = 100.0 * unclaimed / n
+    return medians
 
 
 # --- growth ----------------------------------------------------------------

@@ -75,9 +75,10 @@ def metrics(plan: Plan) -> list[Metric]:
         )
     for key, label in (
         ("enqueue", "enqueue call"),
-        ("to_claim", "enqueue start → claim call"),
-        ("claim", "claim round trip"),
-        ("to_start", "claim reply → task start"),
+        ("returned", "enqueue return → task start"),
+        ("to_claim", "enqueue start → claim call (claimed jobs)"),
+        ("claim", "claim round trip (claimed jobs)"),
+        ("to_start", "claim reply → task start (claimed jobs)"),
     ):
         rows.append(
             Metric(
@@ -88,6 +89,14 @@ def metrics(plan: Plan) -> list[Metric]:
                 digits=2,
             )
         )
+    rows.append(
+        Metric(
+            "step_unclaimed",
+            "latency: jobs started with no claim of the worker's (pushed)",
+            "%",
+            digits=0,
+        )
+    )
     rows += [
         Metric(
             "growth_rate",

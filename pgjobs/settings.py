@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         description="Seconds between two looks for new jobs by an idle worker "
         "(default 5 when LISTEN/NOTIFY reaches it, 1 when it does not).",
     )
+    push_jobs: bool = Field(
+        default=True,
+        description="A worker that waits for work (LISTEN/NOTIFY reaching it, "
+        "concurrency 2 or more) keeps a slot for one new job that the enqueue "
+        "hands it in the notification, claimed in the enqueueing transaction: "
+        "no claim of its own before it starts (pgjobs.worker.pushes).",
+    )
     connect_timeout: float = Field(
         default=10.0,
         gt=0,

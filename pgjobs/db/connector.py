@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, LiteralString
 
@@ -36,6 +36,7 @@ import psycopg
 import psycopg_pool
 from procrastinate import connector as procrastinate_connector
 from procrastinate import psycopg_connector
+from procrastinate import sql as procrastinate_sql
 
 from pgjobs.db import connections
 from pgjobs.db.pool import LastInFirstOutPool
@@ -160,6 +161,32 @@ class Connector(psycopg_connector.PsycopgConnector):
             await cursor.execute(query, self._wrap_json(arguments), prepare=True)
             rows: list[dict[str, Any]] = await cursor.fetchall()
             return rows
+
+    async def listen_notify(
+        self,
+        on_notification: Any,
+        channels: Iterable[str],
+        on_listening: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+        | None = None,
+    ) -> None:
+        """procrastinate's LISTEN loop (reconnecting for ever), with
+        ``on_listening`` run on each new LISTEN session once its channels
+        are listened to (pgjobs.worker.pushes)."""
+        async with psycopg_connector.wrap_exceptions():
+            while True:
+                async with self._get_standalone_connection() as connection:
+                    for channel_name in channels:
+                        await connection.execute(
+                            query=self._make_dynamic_query(
+                                query=procrastinate_sql.queries["listen_queue"],
+                                channel_name=channel_name,
+                            ),
+                        )
+                    if on_listening is not None:
+                        await on_listening(connection)
+                    await self._loop_notify(
+                        on_notification=on_notification, connection=connection
+                    )
 
     def _listen_connected(self) -> None:
         if self.on_listen_connected is not None:

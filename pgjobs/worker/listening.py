@@ -44,12 +44,14 @@ scan that finds nothing): 1 s is cheap, and it bounds the idle latency.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import psycopg
+from procrastinate import manager
 from psycopg import sql
 
 from pgjobs.db import connections, queries
@@ -85,6 +87,7 @@ class Listener:
         on_notification: Callable[..., Awaitable[None]],
         on_connected: Callable[[], None],
         set_poll_interval: Callable[[float], None],
+        on_listening: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
         self._connector = connector
         self._job_manager = job_manager
@@ -93,6 +96,8 @@ class Listener:
         self._on_notification = on_notification
         self._on_connected = on_connected
         self._set_poll_interval = set_poll_interval
+        #: Run on each new LISTEN session (pgjobs.worker.pushes).
+        self._on_listening = on_listening
         self.listening: bool | None = None
         self._deciding = asyncio.Lock()
 
@@ -107,9 +112,22 @@ class Listener:
         queues = self._queues
         if queues and any(len(f"{QUEUE_CHANNEL}{q}".encode()) > 63 for q in queues):
             queues = None  # no channel of its own: listen to every queue
-        await self._job_manager.listen_for_jobs(
-            on_notification=self._on_notification, queues=queues
+        if self._on_listening is None or not hasattr(
+            self._connector, "on_listen_connected"
+        ):  # not pgjobs' connector: procrastinate's LISTEN loop
+            await self._job_manager.listen_for_jobs(
+                on_notification=self._on_notification, queues=queues
+            )
+            return
+        await self._connector.listen_notify(
+            on_notification=self._notified,
+            channels=manager.get_channel_for_queues(queues=queues),
+            on_listening=self._on_listening,
         )
+
+    async def _notified(self, channel: str, payload: str) -> None:
+        """procrastinate's ``listen_for_jobs`` callback: the payload as JSON."""
+        await self._on_notification(channel=channel, notification=json.loads(payload))
 
     async def ready(self) -> bool:
         """Decide (first call only) and set the worker's poll interval;

@@ -58,9 +58,13 @@ class Wakeups:
         listening: Callable[[], Awaitable[bool]],
         wake: Callable[[], None],
         logger: logging.Logger,
+        follow_pushes: Callable[[Any, bool], Awaitable[None]] | None = None,
     ) -> None:
         self._connector = connector
         self._listening = listening
+        #: Keeps a slot for a pushed job while the worker waits for work
+        #: (pgjobs.worker.pushes), on this loop's connection.
+        self._follow_pushes = follow_pushes
         self._wake = wake
         self._logger = logger
         self._want = False
@@ -87,6 +91,10 @@ class Wakeups:
             self._trickle = asyncio.get_running_loop().call_later(
                 TRICKLE, self._trickled
             )
+
+    def poke(self) -> None:
+        """Look again at what to hold (the pushes' state changed)."""
+        self._changed.set()
 
     def _trickled(self) -> None:
         self._trickle = None
@@ -121,6 +129,10 @@ class Wakeups:
                 self.armed = self.settled = False
             if self._want and self.armed and not self.settled:
                 await self._settle(conn)
+            if self._follow_pushes is not None:
+                await self._follow_pushes(
+                    conn, self._want and self.armed and self.settled
+                )
 
     async def _settle(self, conn: Any) -> None:
         """Claim again once no enqueue that did not notify is still open."""

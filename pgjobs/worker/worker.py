@@ -64,6 +64,7 @@ from pgjobs.worker import (
     listening,
     outages,
     outcomes,
+    pushes,
     query_errors,
     reconcile,
     starting,
@@ -199,12 +200,26 @@ class Worker(procrastinate_worker.Worker):
             interrupted=self._interrupter.interrupted.__contains__,
             record=lambda outcome: self._outcomes.record(outcome),
         )
+        settings = getattr(self.app, "settings", None)
+        self.pushes = pushes.Pushes(
+            manager,
+            enabled=bool(getattr(settings, "push_jobs", False))
+            and self.concurrency >= 2
+            and self.wait,
+            semaphore=self._job_semaphore,
+            queues=list(self.queues) if self.queues else None,
+            worker_id=lambda: self.worker_id,
+            stopping=self._stop_event.is_set,
+            changed=lambda: self._wakeups.poke(),
+            logger=self.logger,
+        )
         self._listener = listening.Listener(
             self.app.connector,
             manager,
             queues=self.queues,
             new_job_event=self._new_job_event,
-            on_notification=self._handle_notification,
+            on_notification=self._notified,
+            on_listening=self.pushes.on_listening,
             on_connected=functools.partial(
                 self.trouble.recovered, "opening the LISTEN connection"
             ),
@@ -215,6 +230,7 @@ class Worker(procrastinate_worker.Worker):
             listening=self._listener.ready,
             wake=self.wake,
             logger=self.logger,
+            follow_pushes=self.pushes.follow,
         )
         self._outcomes = outcomes.Outcomes(
             completer=self._completer,
@@ -318,6 +334,8 @@ class Worker(procrastinate_worker.Worker):
         the jobs still running when it ends, sync ones too, are handed back
         to the queue instead of aborted (procrastinate's abort set them
         'aborted' for good and waited for sync jobs, whatever the grace)."""
+        # Before the LISTEN connection closes: no push left unread in it.
+        await self.pushes.withdraw()
         beating = [t for t in side_tasks if t.get_name() == "update_heartbeats"]
         await utils.cancel_and_capture_errors(
             [t for t in side_tasks if t not in beating]
@@ -393,6 +411,16 @@ class Worker(procrastinate_worker.Worker):
         return extra
 
     # -- the parts' callbacks ------------------------------------------------
+
+    async def _notified(self, *, channel: str, notification: Any) -> None:
+        """A notification: a pushed job starts here and now, in the slot
+        kept for it (pgjobs.worker.pushes); the others as procrastinate's."""
+        if notification.get("type") == "job_pushed":
+            job = self.pushes.received(channel, notification)
+            if job is not None:
+                self._start_job(job)
+            return
+        await self._handle_notification(channel=channel, notification=notification)
 
     def wake(self) -> None:
         """Claim again now, as on an enqueue's notification."""

@@ -87,11 +87,15 @@ DECLARE
     _first bigint;
 BEGIN
     -- A job inserted in another state than 'todo' (by hand) had no
-    -- 'deferred' event, and has no deferred_at.
-    IF EXISTS (SELECT FROM new_jobs WHERE status <> 'todo' AND deferred_at IS NOT NULL) THEN
+    -- 'deferred' event, and has no deferred_at; a job pushed to a worker
+    -- (57_job_pushes.sql) is inserted 'doing' and keeps its.
+    IF EXISTS (SELECT FROM new_jobs
+                WHERE status <> 'todo' AND deferred_at IS NOT NULL
+                  AND id::text IS DISTINCT FROM current_setting('pgjobs.pushed_job', true)) THEN
         UPDATE procrastinate_jobs AS job SET deferred_at = NULL
           FROM new_jobs
-         WHERE job.id = new_jobs.id AND new_jobs.status <> 'todo';
+         WHERE job.id = new_jobs.id AND new_jobs.status <> 'todo'
+           AND new_jobs.id::text IS DISTINCT FROM current_setting('pgjobs.pushed_job', true);
     END IF;
     IF NOT EXISTS (SELECT FROM new_jobs WHERE status = 'todo')
        OR NOT pgjobs.wakeup_wanted() THEN
