@@ -169,7 +169,7 @@ def cell(samples: Sequence[float], baseline: Sequence[float] | None, m: Metric) 
     if len(samples) > 1:
         lo, hi = _num(min(samples), m.digits), _num(max(samples), m.digits)
         text += f" ({lo}{DASH}{hi})"
-    if baseline:
+    if baseline and statistics.median(baseline) != 0:
         text += f" {TIMES}{med / statistics.median(baseline):.2f}"
     return text
 
