@@ -148,8 +148,12 @@ class Pushes:
             or listener is None
             or worker_id is None
             or self._stopping()
-            or self._semaphore.locked()
         ):
+            return
+        if self._semaphore.locked():
+            # Every slot taken: a claim in flight holds them all for its
+            # round trip (it gives back those it found no job for).
+            asyncio.get_running_loop().call_later(RECHECK, self._changed)
             return
         await self._semaphore.acquire()  # free: returns at once
         # Kept before the row exists: a push may arrive before the reply.

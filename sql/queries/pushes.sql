@@ -5,8 +5,9 @@
 -- On the LISTEN session: the lock that says it lives, and its pid.
 SELECT pgjobs.push_listen() AS listener;
 
+-- pushes_listen_channel: the argument is an identifier (psycopg.sql), not a
+-- parameter; the statement is LISTEN alone (pg_stat_activity shows it).
 -- name: pushes_listen_channel --
--- The argument is an identifier (psycopg.sql), not a parameter.
 LISTEN {channel};
 
 -- name: pushes_arm --
