@@ -44,6 +44,7 @@ scan that finds nothing): 1 s is cheap, and it bounds the idle latency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -223,14 +224,30 @@ async def _session_is_sticky(
     """
     for _ in range(_STICKY_ROUNDS):
         first = await _backend_pid(conn)
-        async with connector.pool.connection() as other, other.transaction():
-            others = await _backend_pid(other)
-            again = asyncio.ensure_future(_backend_pid(conn))
-            done, _ = await asyncio.wait({again}, timeout=timeout)
-        second = await again  # answered once the pool connection's is free
+        again: asyncio.Future[int] | None = None
+        try:
+            async with connector.pool.connection() as other, other.transaction():
+                others = await _backend_pid(other)
+                again = asyncio.ensure_future(_backend_pid(conn))
+                done, _ = await asyncio.wait({again}, timeout=timeout)
+            second = await again  # answered once the pool connection's is free
+        except BaseException:
+            # The pool connection failed (a terminated backend, often both
+            # at once): the read on ``conn`` must not be left behind with an
+            # exception nobody retrieves (asyncio logs it as an ERROR).
+            if again is not None:
+                await _discard(again)
+            raise
         if not done or others == first or second != first:
             return False
     return True
+
+
+async def _discard(future: asyncio.Future[Any]) -> None:
+    """Cancel ``future`` if still running and consume its outcome."""
+    future.cancel()
+    with contextlib.suppress(BaseException):
+        await future
 
 
 async def _backend_pid(conn: psycopg.AsyncConnection[Any]) -> int:
