@@ -105,6 +105,8 @@ class Pushes:
         #: Jobs pushed so far (a figure for tests and logs).
         self.received_total = 0
         self._arrived = asyncio.Event()
+        #: Held while an arm is on its way: its row may not exist yet.
+        self._arming = asyncio.Lock()
         self._to_count: list[int] = []
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -156,17 +158,22 @@ class Pushes:
             asyncio.get_running_loop().call_later(RECHECK, self._changed)
             return
         await self._semaphore.acquire()  # free: returns at once
-        # Kept before the row exists: a push may arrive before the reply.
-        self.kept_for = listener
-        try:
-            await conn.execute(
-                queries.query("pushes_arm"),
-                {"listener": listener, "worker_id": worker_id, "queues": self._queues},
-            )
-        except BaseException:
-            if self.kept_for == listener:
-                self._give_back()
-            raise
+        async with self._arming:
+            # Kept before the row exists: a push may arrive before the reply.
+            self.kept_for = listener
+            try:
+                await conn.execute(
+                    queries.query("pushes_arm"),
+                    {
+                        "listener": listener,
+                        "worker_id": worker_id,
+                        "queues": self._queues,
+                    },
+                )
+            except BaseException:
+                if self.kept_for == listener:
+                    self._give_back()
+                raise
         if self.listener != listener and self.kept_for == listener:
             self._give_back()  # the session changed meanwhile
 
@@ -267,7 +274,15 @@ class Pushes:
     async def withdraw(self) -> None:
         """Stopping: give the kept slot back before the LISTEN connection
         closes, so that no push is left in a notification nobody reads, and
-        wait for what pushes are on their way (they go back to the queue)."""
+        wait for what pushes are on their way (they go back to the queue).
+
+        An arm still on its way settles first: its row may not exist yet,
+        and a disarm that found none would wait for a push that never comes
+        (and leave the row behind once the arm commits)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WITHDRAW_TIMEOUT):
+                await self._arming.acquire()
+                self._arming.release()
         listener = self.kept_for
         if listener is not None:
             loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -299,3 +300,45 @@ def test_a_stopping_worker_withdraws_its_slot(prepared: str) -> None:
         assert group.procs[0].wait(30) == 0
         assert _targets(prepared) == 0
         assert group.error_lines() == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_worker_stopping_while_its_slot_is_being_kept_waits_for_no_push(
+    prepared: str,
+) -> None:
+    # The keeping of the slot (pgjobs.push_arm) is held up: a SHARE lock on
+    # the table lets the stopping worker's disarm read it, but not the arm
+    # insert. The stop waits for the arm, then gives the slot back; it does
+    # not take the missing row for a push on its way (2 s of waiting for
+    # nothing, and the row left behind once the arm commits).
+    blocker = psycopg.connect(prepared)
+    try:
+        blocker.execute("LOCK TABLE pgjobs.push_targets IN SHARE MODE")
+        with scenarios.workers(
+            prepared, 1, 4, PGJOBS_POLL_INTERVAL="60", PGJOBS_LOG_LEVEL="INFO"
+        ) as group:
+            wait_for(
+                lambda: (
+                    _scalar(
+                        prepared,
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type"
+                        " = 'Lock' AND query LIKE '%%push_arm%%' AND pid <> %s",
+                        blocker.info.backend_pid,
+                    )
+                    == 1
+                ),
+                30,
+                "the worker's arm to wait for the lock",
+            )
+            began = time.monotonic()
+            group.procs[0].send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            blocker.rollback()  # the arm goes through now
+            assert group.procs[0].wait(30) == 0
+            stopped_in = time.monotonic() - began
+            assert group.error_lines() == []
+    finally:
+        blocker.close()
+    assert stopped_in < 1.8, f"the stop took {stopped_in:.2f} s"
+    assert _targets(prepared) == 0
